@@ -1,0 +1,37 @@
+# One command installs and runs the demo (`make run`), one installs and runs the tests (`make test`).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FACE_MODEL := weights/face_detection_full_range_sparse.tflite
+DURATION ?=
+RUN_ARGS ?= --model-info
+
+.PHONY: setup run test bench lint clean
+
+setup: $(STAMP) $(FACE_MODEL)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(FACE_MODEL): $(STAMP)
+	$(PY) -m stream.face_model
+
+run: setup
+	$(PY) run_stream.py $(RUN_ARGS) $(if $(DURATION),--duration $(DURATION))
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/encode.py
+	$(PY) bench/window.py
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

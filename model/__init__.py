@@ -1,0 +1,1 @@
+"""The deepfake classifier: network, checkpoints, preprocessing and the inference engines."""

@@ -1,0 +1,203 @@
+"""Runs `encode_frames` on the chosen backend: PyTorch (CUDA, and the CPU reference) or ONNX Runtime on the CPU.
+
+The ONNX graph is exported from the loaded weights once and cached on disk by their hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from model.network import FrameOutputs, SeedNet, TemporalNet, WindowMode
+from model.weights import LoadedModel
+
+DEVICES = ("auto", "cpu", "cuda")
+CPU_ENGINES = ("auto", "onnxruntime", "torch")
+# Chosen by bench/encode.py on the 2-core dev CPU: ONNX Runtime beats torch eager at every batch size.
+PREFERRED_CPU_ENGINE = "onnxruntime"
+
+
+class EngineError(Exception):
+    """The requested device or engine cannot run here (e.g. --device cuda without a GPU)."""
+
+
+class Engine(Protocol):
+    """What the pipeline needs from a backend."""
+
+    name: str
+    device: torch.device
+
+    def encode(self, batch: Tensor) -> FrameOutputs:
+        """[N, 3, S, S] normalised crops on `device` -> per-crop outputs as CPU float32 tensors."""
+        ...
+
+    def score(self, window: FrameOutputs, mode: WindowMode) -> Tensor:
+        """Cached outputs [B, T, ...] -> p_fake [B] on the CPU."""
+        ...
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for CUDA without one is an EngineError."""
+    if device not in DEVICES:
+        raise EngineError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EngineError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _score_on(network: SeedNet | TemporalNet, window: FrameOutputs, mode: WindowMode, device: torch.device) -> Tensor:
+    moved = FrameOutputs(
+        features=window.features.to(device, non_blocking=True),
+        logits=None if window.logits is None else window.logits.to(device, non_blocking=True),
+    )
+    with torch.inference_mode():
+        return network.score_window(moved, mode).float().cpu()
+
+
+@dataclass
+class TorchEngine:
+    """PyTorch eager: the reference on the CPU; on CUDA channels_last with the backbone under autocast."""
+
+    network: SeedNet | TemporalNet
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.network = self.network.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.network.model.to(memory_format=torch.channels_last)
+            if self.autocast_dtype is None:
+                self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.autocast_dtype]
+        self.name = f"torch-{self.device.type}-{precision}"
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def encode(self, batch: Tensor) -> FrameOutputs:
+        with torch.inference_mode():
+            batch = batch.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                pooled = self.network.pooled_features(batch)
+            # The LSTM step and the head stay in fp32.
+            outputs = self.network.encode_pooled(pooled.float())
+            return FrameOutputs(
+                features=outputs.features.float().cpu(),
+                logits=None if outputs.logits is None else outputs.logits.float().cpu(),
+            )
+
+    def score(self, window: FrameOutputs, mode: WindowMode) -> Tensor:
+        return _score_on(self.network, window, mode, self.device)
+
+
+class _EncoderGraph(nn.Module):
+    """`encode_frames` as a module with tensor outputs, the form the ONNX exporter takes."""
+
+    def __init__(self, network: SeedNet | TemporalNet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, crops: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.network.encode_frames(crops)
+        return (outputs.features,) if outputs.logits is None else (outputs.features, outputs.logits)
+
+
+def default_cache_dir() -> Path:
+    """Where exported graphs are kept: $DEEPFAKE_STREAM_CACHE, else ~/.cache/deepfake-stream."""
+    explicit = os.environ.get("DEEPFAKE_STREAM_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepfake-stream"
+
+
+def export_onnx(loaded: LoadedModel, cache_dir: Path, input_size: int) -> Path:
+    """The encoder as an ONNX graph with a dynamic batch axis, exported once per weights hash."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"encoder-{loaded.arch}-{loaded.weights_hash}-{input_size}.onnx"
+    if path.is_file():
+        return path
+    graph = _EncoderGraph(loaded.network).eval()
+    outputs = ["features"] if loaded.arch == "temporal" else ["features", "logits"]
+    # Write to a temporary name and rename, so a concurrent process never reads half a file.
+    with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".onnx.part", delete=False) as handle:
+        partial = Path(handle.name)
+    try:
+        # The TorchScript exporter warns about the LSTM's Python-side shape checks; the graph is verified
+        # against PyTorch in tests, so the warnings only add noise to a user's terminal.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph,
+                (torch.zeros(1, 3, input_size, input_size),),
+                str(partial),
+                input_names=["crops"],
+                output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in ["crops", *outputs]},
+                opset_version=17,
+                dynamo=False,
+            )
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class OnnxEngine:
+    """ONNX Runtime on the CPU over the graph exported from the loaded weights."""
+
+    loaded: LoadedModel
+    cache_dir: Path
+    threads: int = 0
+    name: str = "onnxruntime-cpu"
+
+    def __post_init__(self) -> None:
+        import onnxruntime as ort
+
+        self.device = torch.device("cpu")
+        graph_path = export_onnx(self.loaded, self.cache_dir, self.loaded.preprocessing.input_size)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        # Spinning worker threads would steal the cores that decoding and face detection need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
+
+    def encode(self, batch: Tensor) -> FrameOutputs:
+        results = self.session.run(None, {"crops": batch.detach().cpu().float().contiguous().numpy()})
+        features = torch.from_numpy(results[0])
+        return FrameOutputs(features=features, logits=torch.from_numpy(results[1]) if len(results) > 1 else None)
+
+    def score(self, window: FrameOutputs, mode: WindowMode) -> Tensor:
+        return _score_on(self.loaded.network, window, mode, self.device)
+
+
+def build_engine(
+    loaded: LoadedModel, device: str = "auto", cpu_engine: str = "auto", cache_dir: Path | None = None
+) -> TorchEngine | OnnxEngine:
+    """The backend for `loaded` on `device`; on the CPU, `cpu_engine` (auto = the benchmark's pick)."""
+    if cpu_engine not in CPU_ENGINES:
+        raise EngineError(f"cpu engine must be one of {', '.join(CPU_ENGINES)}, got {cpu_engine!r}")
+    chosen_device = resolve_device(device)
+    if chosen_device.type == "cuda":
+        return TorchEngine(loaded.network, chosen_device)
+    engine = PREFERRED_CPU_ENGINE if cpu_engine == "auto" else cpu_engine
+    if engine == "onnxruntime":
+        return OnnxEngine(loaded, cache_dir or default_cache_dir())
+    return TorchEngine(loaded.network, chosen_device)
