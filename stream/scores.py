@@ -1,0 +1,134 @@
+"""Window score -> rolling score -> verdict (REAL / FAKE / UNSURE) with threshold and hysteresis; alert events."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class VerdictState(StrEnum):
+    REAL = "REAL"
+    FAKE = "FAKE"
+    UNSURE = "UNSURE"
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """One window's score for one face. `frame_index` is the newest frame in the window."""
+
+    session_id: str
+    stream_id: str
+    track_id: int
+    frame_index: int
+    t_media: float | None  # media time of that frame in seconds (pts), None where the source has none
+    window: int  # frames in the window
+    p_fake: float
+    t_capture: float  # wall-clock (time.time()) when that frame was captured
+    t_scored: float  # wall-clock when the score was computed
+
+
+@dataclass(frozen=True)
+class Verdict:
+    stream_id: str
+    track_id: int
+    state: VerdictState
+    since: float  # wall-clock time the state began
+    rolling_p_fake: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    stream_id: str
+    track_id: int
+    kind: str  # "turned_fake"
+    t: float  # wall-clock
+    p_fake: float
+    clip_path: str | None
+
+
+# Band edges are inclusive; this slack keeps a rolling mean like (0.6 * 5) / 5 from missing 0.5 + 0.1 by one ulp.
+_BAND_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class VerdictPolicy:
+    """How window scores become a verdict: FAKE at rolling >= threshold + hysteresis, REAL at <= threshold - it.
+
+    `rolling`: how many recent window scores are averaged. `calibrated=False` (random weights) keeps every
+    verdict UNSURE: their scores mean nothing, and a REAL verdict from them would be a lie.
+    """
+
+    threshold: float = 0.5
+    hysteresis: float = 0.1
+    rolling: int = 5
+    calibrated: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        limit = min(self.threshold, 1.0 - self.threshold)
+        if not 0.0 <= self.hysteresis < limit:
+            raise ValueError(
+                f"hysteresis must be in [0, {limit:g}) so both bands stay inside (0, 1) for threshold "
+                f"{self.threshold}, got {self.hysteresis}"
+            )
+        if isinstance(self.rolling, bool) or not isinstance(self.rolling, int) or self.rolling < 1:
+            raise ValueError(f"rolling must be an int >= 1 (window scores averaged), got {self.rolling!r}")
+
+
+@dataclass(frozen=True)
+class ScoreUpdate:
+    rolling_p_fake: float
+    verdict: Verdict
+    changed: bool  # the state differs from the previous one (never on a face's first UNSURE)
+    alert: Alert | None  # set exactly when the state turned FAKE
+
+
+class FaceScorer:
+    """One face's rolling score and verdict state; feed it each window score in order."""
+
+    def __init__(self, stream_id: str, track_id: int, policy: VerdictPolicy) -> None:
+        self.stream_id, self.track_id, self.policy = stream_id, track_id, policy
+        self._recent: deque[float] = deque(maxlen=policy.rolling)
+        self._verdict: Verdict | None = None
+        self._seen = 0
+
+    def update(self, p_fake: float, t: float) -> ScoreUpdate:
+        """Add one window score `p_fake` in [0, 1] seen at wall-clock `t`; return the rolling score and verdict."""
+        if not (math.isfinite(p_fake) and 0.0 <= p_fake <= 1.0):
+            raise ValueError(f"p_fake must be a finite probability in [0, 1], got {p_fake}")
+        self._recent.append(float(p_fake))
+        self._seen += 1
+        rolling = math.fsum(self._recent) / len(self._recent)
+        previous = self._verdict
+        before = VerdictState.UNSURE if previous is None else previous.state
+        state = before
+        # A face leaves UNSURE only on a full rolling average, so its first noisy window cannot alert.
+        if not self.policy.calibrated:
+            state = VerdictState.UNSURE
+        elif len(self._recent) < self.policy.rolling:
+            pass
+        elif rolling >= self.policy.threshold + self.policy.hysteresis - _BAND_EPS:
+            state = VerdictState.FAKE
+        elif rolling <= self.policy.threshold - self.policy.hysteresis + _BAND_EPS:
+            state = VerdictState.REAL
+        changed = state != before
+        since = t if previous is None or changed else previous.since
+        self._verdict = Verdict(self.stream_id, self.track_id, state, since, rolling)
+        alert = None
+        if changed and state is VerdictState.FAKE:
+            alert = Alert(self.stream_id, self.track_id, "turned_fake", t, rolling, None)
+        return ScoreUpdate(rolling, self._verdict, changed, alert)
+
+    @property
+    def current(self) -> Verdict:
+        """The latest verdict; raises before the first `update` (a face has no verdict until it is scored)."""
+        if self._verdict is None:
+            raise RuntimeError(f"face {self.stream_id}/{self.track_id} has no score yet: call update() first")
+        return self._verdict
+
+    @property
+    def scores_seen(self) -> int:
+        return self._seen

@@ -1,0 +1,381 @@
+"""Sources: turn a reference (`demo`, a webcam, `rtsp://…`, a file) into `Frame`s from one capture thread each.
+
+Live sources drop the oldest frame when the pipeline is behind and reconnect with a growing, capped delay;
+files wait for the pipeline (or are paced to their own frame rate with `realtime`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+import cv2
+import numpy as np
+
+from stream.health import StageTimer, StreamState
+
+LIVE_SCHEMES = ("rtsp", "rtsps")
+VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
+
+
+class SourceError(Exception):
+    """A source that cannot be opened: missing camera, bad URL, unreadable file. The message is one line."""
+
+
+class SourceLost(Exception):
+    """A live source that was open stopped delivering frames."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame. `t_capture` is wall-clock seconds; `t_media` media seconds from pts (None if unknown)."""
+
+    stream_id: str
+    index: int
+    t_capture: float
+    t_media: float | None
+    image_bgr: np.ndarray
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """What a producer yields before the capture thread numbers and stamps it."""
+
+    image_bgr: np.ndarray
+    t_media: float | None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source reference. `display` is safe to log and store (credentials removed)."""
+
+    kind: str  # demo | webcam | rtsp | file
+    target: str
+    live: bool
+    display: str
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    live_buffer: int = 2
+    file_buffer: int = 8
+
+
+def redact(reference: str) -> str:
+    """The reference with any user:password removed from a URL, for logs and the store."""
+    parts = urlsplit(reference)
+    if not parts.scheme or "@" not in parts.netloc:
+        return reference
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def parse_source(reference: str) -> SourceSpec:
+    """Recognise a source reference; SourceError (one line, saying what is accepted) when it cannot be used."""
+    reference = reference.strip()
+    accepted = "use demo, a webcam (0, /dev/video0), rtsp://host/path, or a video file"
+    if reference == "demo":
+        return SourceSpec("demo", "demo", live=True, display="demo")
+    if reference.isdigit() or VIDEO_DEVICE.match(reference):
+        device = f"/dev/video{reference}" if reference.isdigit() else reference
+        if not Path(device).exists():
+            raise SourceError(f"no camera at {device}: is it connected? (`ls /dev/video*` lists cameras)")
+        return SourceSpec("webcam", device, live=True, display=device)
+    scheme = urlsplit(reference).scheme.lower()
+    if scheme in LIVE_SCHEMES:
+        return SourceSpec("rtsp", reference, live=True, display=redact(reference))
+    if scheme == "screen" or reference.startswith("screen"):
+        raise SourceError("screen capture is not available yet; " + accepted)
+    if "://" in reference:
+        raise SourceError(f"unknown source scheme {scheme}://: {accepted}")
+    path = Path(reference)
+    if not path.is_file():
+        raise SourceError(f"no such file: {reference} ({accepted})")
+    return SourceSpec("file", str(path), live=False, display=str(path))
+
+
+class TruncatedFile(Exception):
+    """A file that stopped decoding before its end."""
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation so faces stand upright.
+
+    `rotation` is PyAV's `VideoFrame.rotation`: FFmpeg's `av_display_rotation_get`, the angle the display
+    matrix turns the picture counterclockwise. A phone's portrait video (matrix [0 1; -1 0]) reads -90 and is
+    shown turned 90° clockwise, as FFmpeg's own autorotate does.
+    """
+    turns = {-90: cv2.ROTATE_90_CLOCKWISE, 270: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, -180: cv2.ROTATE_180}
+    turns |= {90: cv2.ROTATE_90_COUNTERCLOCKWISE, -270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    return cv2.rotate(image, turns[rotation]) if rotation in turns else image
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.InputContainer:
+    """Open with PyAV, bounded in time; SourceError saying what to do when it cannot be opened."""
+    kwargs: dict = {"timeout": (options.open_timeout_s, options.read_timeout_s)}
+    if spec.kind == "rtsp":
+        kwargs["options"] = {"rtsp_transport": "tcp"}
+    elif spec.kind == "webcam":
+        kwargs["format"] = "v4l2"
+    try:
+        container = av.open(spec.target, **kwargs)
+    except ConnectionRefusedError:
+        raise SourceError(f"cannot connect to {spec.display}: connection refused (is the camera on?)") from None
+    except av.error.HTTPNotFoundError:
+        raise SourceError(f"{spec.display} was not found on the server (404): check the stream path") from None
+    except (TimeoutError, av.error.TimeoutError):
+        raise SourceError(f"{spec.display} did not answer within {options.open_timeout_s:g} s") from None
+    except av.error.InvalidDataError:
+        raise SourceError(
+            f"{spec.display} is not a video FFmpeg can read (corrupt, truncated or another format)"
+        ) from None
+    except (av.error.FFmpegError, OSError) as error:
+        raise SourceError(f"cannot open {spec.display}: {_one_line(error)}") from None
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"{spec.display} has no video stream")
+    return container
+
+
+def decode_frames(container: av.container.InputContainer, spec: SourceSpec) -> Iterator[DecodedFrame]:
+    """Decode the first video stream to upright BGR frames. A decode error ends a file (truncated) or is a
+    SourceLost for a live source."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    time_base = stream.time_base
+    try:
+        for frame in container.decode(stream):
+            image = upright(frame.to_ndarray(format="bgr24"), int(frame.rotation or 0))
+            t_media = float(frame.pts * time_base) if frame.pts is not None and time_base else None
+            yield DecodedFrame(image, t_media)
+    except (av.error.FFmpegError, OSError) as error:
+        if spec.live:
+            raise SourceLost(f"{spec.display}: {_one_line(error)}") from None
+        raise TruncatedFile(_one_line(error)) from None
+    finally:
+        container.close()
+
+
+def expected_frame_count(container: av.container.InputContainer) -> int | None:
+    stream = container.streams.video[0]
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.average_rate and stream.time_base:
+        return round(float(stream.duration * stream.time_base * stream.average_rate))
+    return None
+
+
+class FrameBuffer:
+    """A bounded frame queue. Live: a full buffer drops its oldest frame and the reader takes the newest;
+    file: a full buffer makes the writer wait and the reader takes frames in order."""
+
+    def __init__(self, capacity: int, live: bool) -> None:
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be at least 1, got {capacity}")
+        self._frames: deque[Frame] = deque()
+        self._capacity = capacity
+        self._live = live
+        self._ready = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame, stop: threading.Event) -> None:
+        with self._ready:
+            if self._live:
+                while len(self._frames) >= self._capacity:
+                    self._frames.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._frames) >= self._capacity and not stop.is_set():
+                    self._ready.wait(0.1)
+            self._frames.append(frame)
+            self._ready.notify_all()
+
+    def take(self) -> Frame | None:
+        """The next frame to process, or None when none is waiting (never blocks)."""
+        with self._ready:
+            if not self._frames:
+                return None
+            if self._live:
+                self.dropped += len(self._frames) - 1
+                newest = self._frames.pop()
+                self._frames.clear()
+                frame = newest
+            else:
+                frame = self._frames.popleft()
+            self._ready.notify_all()
+            return frame
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+    @property
+    def exhausted(self) -> bool:
+        """Closed by the writer and fully read."""
+        with self._ready:
+            return self._closed and not self._frames
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._frames)
+
+
+Producer = Callable[[], Iterator[DecodedFrame]]
+TRUNCATION_TOLERANCE = 0.98  # containers' frame counts can be estimates; only a clear shortfall is a truncation
+
+
+class Source:
+    """One capture thread: pulls from a producer into a FrameBuffer, paces files in realtime, reconnects live.
+
+    `open()` makes the first connection on the caller's thread, so a bad reference fails at once with a
+    SourceError; `start()` then runs the capture thread. A test may inject any `producer`.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        spec: SourceSpec,
+        options: SourceOptions | None = None,
+        realtime: bool = False,
+        producer: Producer | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
+        self.stream_id = stream_id
+        self.timer = timer
+        self.spec = spec
+        self.options = options or SourceOptions()
+        self.live = spec.live or realtime
+        self.buffer = FrameBuffer(self.options.live_buffer if self.live else self.options.file_buffer, self.live)
+        self.state = StreamState.STARTING
+        self.last_error: str | None = None
+        self.reconnects = 0
+        self.frames_read = 0
+        self.expected_frames: int | None = None
+        self.nominal_fps: float | None = None
+        self._producer = producer or self._open_with_pyav
+        self._pending: Iterator[DecodedFrame] | None = None
+        self._realtime = realtime and not spec.live
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{stream_id}", daemon=True)
+
+    def _open_with_pyav(self) -> Iterator[DecodedFrame]:
+        container = open_container(self.spec, self.options)
+        stream = container.streams.video[0]
+        self.nominal_fps = float(stream.average_rate) if stream.average_rate else None
+        if self.spec.kind == "file":
+            self.expected_frames = expected_frame_count(container)
+        return decode_frames(container, self.spec)
+
+    def open(self) -> None:
+        """First connection, on the caller's thread: SourceError when the source cannot be used at all."""
+        try:
+            self._pending = self._producer()
+        except SourceError as error:
+            self.state, self.last_error = StreamState.FAILED, str(error)
+            self.buffer.close()
+            raise
+
+    def start(self) -> None:
+        if self._pending is None and self.state == StreamState.STARTING:
+            self.open()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def dropped(self) -> int:
+        return self.buffer.dropped
+
+    @property
+    def finished(self) -> bool:
+        """The source will deliver no more frames and all it delivered has been taken."""
+        return self.state in (StreamState.ENDED, StreamState.FAILED) and self.buffer.exhausted
+
+    def _connect(self) -> Iterator[DecodedFrame]:
+        if self._pending is not None:
+            frames, self._pending = self._pending, None
+            return frames
+        return self._producer()
+
+    def _timed(self, frames: Iterator[DecodedFrame]) -> Iterator[DecodedFrame]:
+        while True:
+            began = time.perf_counter()
+            decoded = next(frames, None)
+            if decoded is None:
+                return
+            if self.timer:
+                self.timer.record("decode", time.perf_counter() - began)
+            yield decoded
+
+    def _pump(self, frames: Iterator[DecodedFrame]) -> None:
+        started, first_media = time.monotonic(), None
+        for decoded in self._timed(frames):
+            if self._stop.is_set():
+                return
+            self.state = StreamState.LIVE
+            if self._realtime and decoded.t_media is not None:
+                first_media = decoded.t_media if first_media is None else first_media
+                delay = started + (decoded.t_media - first_media) - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+            frame = Frame(self.stream_id, self.frames_read, time.time(), decoded.t_media, decoded.image_bgr)
+            self.frames_read += 1
+            self.buffer.put(frame, self._stop)
+
+    def _run(self) -> None:
+        delay = self.options.reconnect_initial_s
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._pump(self._connect())
+                    if self._stop.is_set() or not self.spec.live:
+                        self._check_complete()
+                        break
+                    raise SourceLost(f"{self.spec.display} ended without being stopped")
+                except (SourceError, SourceLost) as error:
+                    self.last_error = str(error)
+                except TruncatedFile as error:
+                    self.last_error = self._truncation_message(str(error))
+                    break
+                self.state = StreamState.RECONNECTING
+                self.reconnects += 1
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, self.options.reconnect_max_s)
+        finally:
+            if self.state != StreamState.FAILED:
+                self.state = StreamState.ENDED
+            self.buffer.close()
+
+    def _check_complete(self) -> None:
+        if self._stop.is_set() or not self.expected_frames:
+            return
+        if self.frames_read < self.expected_frames * TRUNCATION_TOLERANCE:
+            self.last_error = self._truncation_message("the file ends early")
+
+    def _truncation_message(self, reason: str) -> str:
+        of = f" of {self.expected_frames}" if self.expected_frames else ""
+        return f"{self.spec.display} is truncated: decoding stopped after {self.frames_read}{of} frames ({reason})"
