@@ -21,6 +21,7 @@ import yaml
 from model.engine import EngineError, build_engine
 from model.summary import summarise
 from model.weights import UNCALIBRATED_WARNING, CheckpointError, LoadedModel, resolve_weights
+from stream.clips import ClipSettings
 from stream.demo import astronaut_face_crops, demo_frames
 from stream.face_model import FaceModelError
 from stream.faces import BoxMapping, FaceDetector
@@ -117,9 +118,22 @@ def pipeline_config(args: argparse.Namespace, config: dict[str, Any]) -> Pipelin
                 hysteresis=float(verdicts.get("hysteresis", 0.1)),
                 rolling=int(verdicts.get("rolling", 5)),
             ),
+            clips=clip_settings(config),
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"bad setting: {error}") from None
+
+
+def clip_settings(config: dict[str, Any]) -> ClipSettings | None:
+    clips = config.get("clips", {})
+    if not clips.get("enabled", True):
+        return None
+    return ClipSettings(
+        directory=Path(clips.get("directory", "runs/clips")),
+        post_roll_s=float(clips.get("post_roll_s", 3)),
+        size=int(clips.get("size", 112)),
+        max_total_mb=float(clips.get("max_total_mb", 500)),
+    )
 
 
 def box_mapping(config: dict[str, Any]) -> BoxMapping:

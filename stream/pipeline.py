@@ -17,6 +17,7 @@ from model.network import FrameOutputs
 from model.preprocess import crop_face, crops_to_batch
 from model.weights import LoadedModel
 from stream.annotate import FaceLabel, annotated_jpeg, thumbnail_jpeg
+from stream.clips import ClipRecorder, ClipSettings, FinishedClip
 from stream.faces import Detection, FaceDetector
 from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth
 from stream.rings import RingStore
@@ -40,11 +41,12 @@ class PipelineConfig:
     min_face_score: float = 0.5
     iou_threshold: float = 0.3
     max_missed_frames: int = 15
-    thumb_size: int = 64
+    thumb_size: int = 112  # ring crops: the evidence clips' pre-roll
     annotate_fps: float = 4.0
     health_interval_s: float = 1.0
     status_interval_s: float = 5.0
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
+    clips: ClipSettings | None = None  # None: no evidence clips
 
     def __post_init__(self) -> None:
         if not MIN_WINDOW <= self.window <= MAX_WINDOW:
@@ -152,6 +154,7 @@ class Pipeline:
             rolling=self.config.policy.rolling,
             calibrated=loaded.calibrated,
         )
+        self._clips = ClipRecorder(self.config.clips) if self.config.clips else None
         self._stop = threading.Event()
         self._last_health = 0.0
         self._last_status = time.monotonic()
@@ -238,6 +241,9 @@ class Pipeline:
             work.source.join(5.0)
             self._close_stream(stream_id, work)
         self._streams.clear()
+        if self._clips is not None:
+            for finished in self._clips.finish_all():
+                self._link_clip(finished)
         self.store.commit()
 
     # ---- the loop ----------------------------------------------------------------------------------------
@@ -311,6 +317,8 @@ class Pipeline:
                     crop.frame.t_capture,
                 )
                 tally = self._tally(crop)
+                if self._clips is not None:
+                    self._link_clip(self._clips.feed(crop.frame.stream_id, crop.track.track_id, crop.image_bgr))
                 if len(ring) >= self.config.window and ring.pushed_total % self.config.stride == 0:
                     due.append((crop, tally))
         if due:
@@ -395,7 +403,10 @@ class Pipeline:
             log.warning(
                 "ALERT %s face #%d turned FAKE (p_fake %.2f)", crop.frame.stream_id, crop.track.track_id, p_fake
             )
-            self.store.write_alert(self.session_id, update.alert)
+            alert_id = self.store.write_alert(self.session_id, update.alert)
+            if self._clips is not None:
+                ring = self._rings.get_or_create(crop.frame.stream_id, crop.track.track_id)
+                self._clips.start(alert_id, crop.frame.stream_id, crop.track.track_id, ring.thumbnails())
 
     def _write_face(self, tally: FaceTally) -> None:
         thumbnail, tally.thumbnail = tally.thumbnail, None  # the store keeps the first thumbnail it is given
@@ -414,8 +425,15 @@ class Pipeline:
             thumbnail_jpeg=thumbnail,
         )
 
+    def _link_clip(self, finished: FinishedClip | None) -> None:
+        if finished is not None:
+            self.store.set_alert_clip(finished.alert_id, str(finished.path))
+            log.info("evidence clip for alert %d: %s (%d frames)", finished.alert_id, finished.path, finished.frames)
+
     def _evict_lost(self, work: _StreamWork, evicted: list[int] | None = None) -> None:
         for track_id in work.tracker.take_evicted() if evicted is None else evicted:
+            if self._clips is not None:
+                self._link_clip(self._clips.finish(work.source.stream_id, track_id))
             self._rings.drop(work.source.stream_id, track_id)
             work.scorers.pop(track_id, None)
             tally = self._faces.get((work.source.stream_id, track_id))

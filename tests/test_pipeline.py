@@ -12,6 +12,7 @@ import pytest
 
 from model.preprocess import crop_face
 from model.weights import load_checkpoint, save_checkpoint
+from stream.clips import ClipSettings
 from stream.faces import FaceDetector
 from stream.pipeline import PipelineConfig
 from stream.scores import VerdictPolicy, VerdictState
@@ -182,3 +183,24 @@ def test_grayscale_and_odd_sized_video(tmp_path, seed_model, engine_cache) -> No
             container.mux(packet)
     result = run_files([path], seed_model, tmp_path / "db.sqlite", engine_cache)
     assert len(result.summaries) == 1 and result.summaries[0].crops >= 14
+
+
+def test_an_alert_gets_an_evidence_clip_of_that_face(videos, colour_checkpoint, tmp_path, engine_cache) -> None:
+    clips = ClipSettings(directory=tmp_path / "clips", post_roll_s=0.2)
+    config = PipelineConfig(window=10, policy=VerdictPolicy(hysteresis=0.2, rolling=3), clips=clips)
+    result = run_files([videos["colour_gray"]], colour_checkpoint, tmp_path / "db.sqlite", engine_cache, config)
+    with result.reader() as reader:
+        alerts = reader.alerts(result.session_id)
+        faces = {f.track_id: f for f in reader.faces(result.session_id)}
+    assert len(alerts) == 1 and alerts[0].clip_path is not None
+    clip = Path(alerts[0].clip_path)
+    assert clip.parent == tmp_path / "clips" and [p.name for p in clip.parent.iterdir()] == [clip.name]
+    with av.open(str(clip)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) >= 10  # at least the pre-roll: the ring's window of crops
+    flagged = faces[alerts[0].track_id]
+    # The clip shows the flagged face (the colour one), not the other.
+    assert saturation(cv2.imencode(".jpg", frames[0])[1].tobytes()) == pytest.approx(
+        saturation(flagged.thumbnail_jpeg), abs=25
+    )
+    assert saturation(flagged.thumbnail_jpeg) > 40
