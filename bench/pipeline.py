@@ -59,7 +59,7 @@ def make_video(path: Path, faces: int, frames: int) -> Path:
         for i in range(frames):
             canvas = base.copy()
             for head, (x, y) in zip(heads, slots, strict=True):
-                paste(canvas, head, x + (i % 30), y)
+                paste(canvas, head, x + abs(i % 60 - 30), y)  # back and forth, 1 px a frame
             for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode():

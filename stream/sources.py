@@ -6,6 +6,7 @@ files wait for the pipeline (or are paced to their own frame rate with `realtime
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -56,10 +57,11 @@ class DecodedFrame:
 class SourceSpec:
     """A parsed source reference. `display` is safe to log and store (credentials removed)."""
 
-    kind: str  # demo | webcam | rtsp | file
+    kind: str  # demo | webcam | rtsp | screen | file
     target: str
     live: bool
     display: str
+    capture_size: str | None = None  # screen regions: "WxH"
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ def parse_source(reference: str) -> SourceSpec:
     scheme = urlsplit(reference).scheme.lower()
     if scheme in LIVE_SCHEMES:
         return SourceSpec("rtsp", reference, live=True, display=redact(reference))
-    if scheme == "screen" or reference.startswith("screen"):
-        raise SourceError("screen capture is not available yet; " + accepted)
+    if reference == "screen" or reference.startswith("screen:"):
+        return parse_screen(reference)
     if "://" in reference:
         raise SourceError(f"unknown source scheme {scheme}://: {accepted}")
     path = Path(reference)
@@ -107,6 +109,27 @@ def parse_source(reference: str) -> SourceSpec:
 
 class TruncatedFile(Exception):
     """A file that stopped decoding before its end."""
+
+
+SCREEN_REGION = re.compile(r"^screen(?::(\d+),(\d+),(\d+),(\d+))?$")
+
+
+def parse_screen(reference: str) -> SourceSpec:
+    """`screen` (the whole X display) or `screen:X,Y,W,H` (a region of it), captured with x11grab."""
+    match = SCREEN_REGION.match(reference)
+    if not match:
+        raise SourceError(f"bad screen region {reference!r}: use screen or screen:X,Y,W,H (pixels)")
+    display = os.environ.get("DISPLAY")
+    if not display:
+        raise SourceError("screen capture needs an X display, and DISPLAY is not set")
+    if match.group(1) is None:
+        return SourceSpec("screen", f"{display}", live=True, display=f"screen {display}")
+    x, y, w, h = (int(v) for v in match.groups())
+    if w < 16 or h < 16:
+        raise SourceError(f"screen region {w}x{h} is too small: at least 16x16 pixels")
+    return SourceSpec(
+        "screen", f"{display}+{x},{y}", live=True, display=f"screen {display} {w}x{h}+{x}+{y}", capture_size=f"{w}x{h}"
+    )
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -133,6 +156,11 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.Inp
         kwargs["options"] = {"rtsp_transport": "tcp"}
     elif spec.kind == "webcam":
         kwargs["format"] = "v4l2"
+    elif spec.kind == "screen":
+        kwargs["format"] = "x11grab"
+        kwargs["options"] = {"framerate": "30", "draw_mouse": "0"}
+        if spec.capture_size:
+            kwargs["options"]["video_size"] = spec.capture_size
     try:
         container = av.open(spec.target, **kwargs)
     except ConnectionRefusedError:

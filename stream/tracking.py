@@ -34,22 +34,22 @@ class _TrackState:
         self.created = frame_index
         self.box = np.asarray(box, dtype=np.float64)
         self.last_seen = frame_index
-        self.prev_box: np.ndarray | None = None
-        self.prev_seen = frame_index
+        self.velocity: np.ndarray | None = None  # centre and size change per frame, smoothed over matches
 
     def predict(self, frame_index: int) -> np.ndarray:
-        """Constant velocity of centre and size, per frame from the last two matches, over the gap since the last."""
-        if self.prev_box is None:
+        """Constant velocity of centre and size, over the gap since the last match."""
+        if self.velocity is None:
             return self.box
-        now, before = _to_cxcywh(self.box), _to_cxcywh(self.prev_box)
-        velocity = (now - before) / (self.last_seen - self.prev_seen)
-        predicted = now + velocity * (frame_index - self.last_seen)
+        predicted = _to_cxcywh(self.box) + self.velocity * (frame_index - self.last_seen)
         predicted[2:] = np.maximum(predicted[2:], _MIN_SIDE)
         return _to_xyxy(predicted)
 
     def match(self, box: Box, frame_index: int) -> None:
-        self.prev_box, self.prev_seen = self.box, self.last_seen
-        self.box, self.last_seen = np.asarray(box, dtype=np.float64), frame_index
+        new_box = np.asarray(box, dtype=np.float64)
+        observed = (_to_cxcywh(new_box) - _to_cxcywh(self.box)) / (frame_index - self.last_seen)
+        # Half-and-half smoothing: one jittery or jumpy detection must not throw the next prediction far off.
+        self.velocity = observed if self.velocity is None else (self.velocity + observed) / 2
+        self.box, self.last_seen = new_box, frame_index
 
 
 def _to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -107,7 +107,8 @@ class Tracker:
         touched: list[_TrackState] = []
         if states and len(boxes):
             predicted = np.stack([s.predict(frame_index) for s in states])
-            iou = iou_matrix(predicted, boxes)
+            # The better of the predicted and the last seen box: a face that stops or turns is still matched.
+            iou = np.maximum(iou_matrix(predicted, boxes), iou_matrix(np.stack([s.box for s in states]), boxes))
             for row, col in zip(*linear_sum_assignment(1.0 - iou), strict=True):
                 if iou[row, col] >= self.iou_threshold:
                     states[row].match(detections[col].box_xyxy, frame_index)

@@ -1,0 +1,113 @@
+"""Real-time behaviour: a 640x480 30 fps file replayed as a live source (paced to its frame rate, looping), with
+1, 2 and 4 faces: windows scored per face per second, frames dropped, capture-to-score latency p50/p95, and
+the process's RSS over the run. The baseline in the same run is the input: 30 frames/s per face offered.
+
+Run: `.venv/bin/python bench/live.py [--seconds 30] [--faces 1,2,4]`; `--seconds 600 --faces 1` is the
+10-minute memory soak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import print_table
+from bench.pipeline import make_video
+from model.engine import build_engine
+from model.weights import random_model
+from stream.pipeline import Pipeline, PipelineConfig
+from stream.sources import DecodedFrame, Source, SourceOptions, SourceSpec, decode_frames, open_container
+from stream.store import SessionInfo, StoreWriter
+
+WARMUP_S = 5.0
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def looping(spec: SourceSpec) -> Iterator[DecodedFrame]:
+    """The file over and over, media time running on, so a short file makes a long live stream."""
+    offset = 0.0
+    for _ in itertools.count():
+        last = 0.0
+        for decoded in decode_frames(open_container(spec, SourceOptions()), spec):
+            last = decoded.t_media or 0.0
+            yield DecodedFrame(decoded.image_bgr, offset + last)
+        offset += last + 1 / 30
+
+
+def run_live(video: Path, faces: int, seconds: float, folder: Path) -> list[object]:
+    loaded = random_model()
+    engine = build_engine(loaded, "auto", "auto", folder / "cache")
+    config = PipelineConfig(window=20, status_interval_s=1e9)
+    rss: list[tuple[float, float]] = []
+    with StoreWriter(folder / f"live{faces}.db") as store:
+        info = SessionInfo(loaded.name, loaded.calibrated, 20, 1, "mean", 0.5, 0.1, "cpu", engine.name, [])
+        session = store.start_session(info)
+        pipeline = Pipeline(engine, loaded, store, session, config)
+        spec = SourceSpec("file", str(video), live=False, display=video.name)
+        source = Source("live", spec, realtime=True, producer=lambda: looping(spec))
+        source.open()
+        pipeline.add_source(source)
+        started = time.monotonic()
+
+        def sample() -> None:
+            while time.monotonic() - started < seconds:
+                rss.append((time.monotonic() - started, rss_mb()))
+                time.sleep(1.0)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        pipeline.run(duration_s=seconds)
+        elapsed = time.monotonic() - started
+        summaries = pipeline.face_summaries()
+        timings = {t.stage: t for t in pipeline.stage_timings()}
+        dropped, frames = source.dropped, source.frames_read
+    per_face = sorted((s.frames_scored / elapsed for s in summaries if s.frames_scored), reverse=True)[:faces]
+    after_warmup = [m for t, m in rss if t >= WARMUP_S] or [m for _, m in rss]
+    growth = 100 * (after_warmup[-1] - after_warmup[0]) / after_warmup[0]
+    latency = timings.get("latency")
+    return [
+        faces,
+        f"{frames / elapsed:.1f}",
+        " ".join(f"{v:.1f}" for v in per_face),
+        f"{dropped} ({100 * dropped / max(frames, 1):.0f}%)",
+        f"{latency.p50_ms:.0f}" if latency else "-",
+        f"{latency.p95_ms:.0f}" if latency else "-",
+        f"{after_warmup[0]:.0f} -> {after_warmup[-1]:.0f} ({growth:+.1f}%)",
+        " ".join(f"{s}:{timings[s].p50_ms:.1f}" for s in ("decode", "detect", "encode") if s in timings),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--faces", default="1,2,4")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        folder_path = Path(folder)
+        for faces in (int(f) for f in args.faces.split(",")):
+            video = make_video(folder_path / f"faces{faces}.mp4", faces, 150)
+            rows.append(run_live(video, faces, args.seconds, folder_path))
+    print(f"640x480 30 fps offered per stream, window 20, {args.seconds:.0f} s each, RSS from {WARMUP_S:.0f} s on")
+    print_table(
+        ["faces", "fps in", "scored/s per face", "dropped", "latency p50 ms", "latency p95 ms", "RSS MB", "p50 ms"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
