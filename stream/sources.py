@@ -145,7 +145,9 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    """The error's first line, without the URL PyAV appends to its errors (it may carry a password)."""
+    message = error.strerror if isinstance(error, av.error.FFmpegError | OSError) and error.strerror else str(error)
+    text = str(message).strip().splitlines()
     return text[0] if text else type(error).__name__
 
 
@@ -161,15 +163,20 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.Inp
         kwargs["options"] = {"framerate": "30", "draw_mouse": "0"}
         if spec.capture_size:
             kwargs["options"]["video_size"] = spec.capture_size
+    began = time.monotonic()
     try:
         container = av.open(spec.target, **kwargs)
     except ConnectionRefusedError:
         raise SourceError(f"cannot connect to {spec.display}: connection refused (is the camera on?)") from None
     except av.error.HTTPNotFoundError:
         raise SourceError(f"{spec.display} was not found on the server (404): check the stream path") from None
-    except (TimeoutError, av.error.TimeoutError):
+    except av.error.HTTPUnauthorizedError:
+        raise SourceError(f"{spec.display} refused the credentials (401): check the user and password") from None
+    except (TimeoutError, av.error.TimeoutError, av.error.ExitError):
         raise SourceError(f"{spec.display} did not answer within {options.open_timeout_s:g} s") from None
     except av.error.InvalidDataError:
+        if spec.live and time.monotonic() - began >= options.open_timeout_s * 0.9:
+            raise SourceError(f"{spec.display} did not answer within {options.open_timeout_s:g} s") from None
         raise SourceError(
             f"{spec.display} is not a video FFmpeg can read (corrupt, truncated or another format)"
         ) from None
@@ -377,6 +384,7 @@ class Source:
         delay = self.options.reconnect_initial_s
         try:
             while not self._stop.is_set():
+                delivered = self.frames_read
                 try:
                     self._pump(self._connect())
                     if self._stop.is_set() or not self.spec.live:
@@ -388,6 +396,8 @@ class Source:
                 except TruncatedFile as error:
                     self.last_error = self._truncation_message(str(error))
                     break
+                if self.frames_read > delivered:  # this connection worked: the next retry starts small again
+                    delay = self.options.reconnect_initial_s
                 self.state = StreamState.RECONNECTING
                 self.reconnects += 1
                 if self._stop.wait(delay):
