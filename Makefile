@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FACE_MODEL := weights/face_detection_full_range_sparse.tflite
 DURATION ?=
-RUN_ARGS ?= demo
+RUN_ARGS ?= demo --dashboard
 
 .PHONY: setup run test bench lint clean
 

@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from dashboard.launch import DashboardError, start_dashboard
 from model.engine import EngineError, build_engine
 from model.summary import summarise
 from model.weights import UNCALIBRATED_WARNING, CheckpointError, LoadedModel, resolve_weights
@@ -86,6 +88,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--report", type=Path, help="write the per-face summary to this JSON file")
+    parser.add_argument("--dashboard", action="store_true", help="also serve the dashboard on 127.0.0.1")
     parser.add_argument("--model-info", action="store_true", help="print what the model layer resolved and exit")
     args = parser.parse_args(argv)
     if not args.sources and not args.model_info:
@@ -267,11 +270,28 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
         if not sources:
             store.end_session(session_id)
             return 1
+        interrupted = threading.Event()
+
+        def on_signal(*_: object) -> None:
+            interrupted.set()
+            pipeline.stop()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: pipeline.stop())
-        log.info("session %s writing to %s; Ctrl-C stops", session_id, settings.db)
-        pipeline.run(args.duration)
-        store.end_session(session_id)
+            signal.signal(signum, on_signal)
+        store.commit()
+        dashboard = start_dashboard(settings.db) if args.dashboard else None
+        try:
+            if dashboard:
+                print(f"dashboard: {dashboard.url}", flush=True)
+            log.info("session %s writing to %s; Ctrl-C stops", session_id, settings.db)
+            pipeline.run(args.duration)
+            store.end_session(session_id)
+            if dashboard and not interrupted.is_set() and args.duration is None:
+                log.info("the detector is done; the dashboard stays at %s until Ctrl-C", dashboard.url)
+                interrupted.wait()
+        finally:
+            if dashboard:
+                dashboard.stop()
         for source in sources:
             if source.last_error:
                 print(f"warning: {source.last_error}", file=sys.stderr)
@@ -312,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         return model_info(args, config) if args.model_info else run(args, config)
-    except (ConfigError, CheckpointError, EngineError, StoreError, FaceModelError) as error:
+    except (ConfigError, CheckpointError, EngineError, StoreError, FaceModelError, DashboardError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

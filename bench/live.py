@@ -24,7 +24,15 @@ from bench.pipeline import make_video
 from model.engine import build_engine
 from model.weights import random_model
 from stream.pipeline import Pipeline, PipelineConfig
-from stream.sources import DecodedFrame, Source, SourceOptions, SourceSpec, decode_frames, open_container
+from stream.sources import (
+    DecodedFrame,
+    Source,
+    SourceOptions,
+    SourceSpec,
+    decode_frames,
+    open_container,
+    parse_source,
+)
 from stream.store import SessionInfo, StoreWriter
 
 WARMUP_S = 5.0
@@ -48,7 +56,7 @@ def looping(spec: SourceSpec) -> Iterator[DecodedFrame]:
         offset += last + 1 / 30
 
 
-def run_live(video: Path, faces: int, seconds: float, folder: Path) -> list[object]:
+def run_live(video: Path, faces: int, seconds: float, folder: Path, rtsp_url: str | None = None) -> list[object]:
     loaded = random_model()
     engine = build_engine(loaded, "auto", "auto", folder / "cache")
     config = PipelineConfig(window=20, status_interval_s=1e9)
@@ -57,8 +65,11 @@ def run_live(video: Path, faces: int, seconds: float, folder: Path) -> list[obje
         info = SessionInfo(loaded.name, loaded.calibrated, 20, 1, "mean", 0.5, 0.1, "cpu", engine.name, [])
         session = store.start_session(info)
         pipeline = Pipeline(engine, loaded, store, session, config)
-        spec = SourceSpec("file", str(video), live=False, display=video.name)
-        source = Source("live", spec, realtime=True, producer=lambda: looping(spec))
+        if rtsp_url:
+            source = Source("live", parse_source(rtsp_url))
+        else:
+            spec = SourceSpec("file", str(video), live=False, display=video.name)
+            source = Source("live", spec, realtime=True, producer=lambda: looping(spec))
         source.open()
         pipeline.add_source(source)
         started = time.monotonic()
@@ -80,7 +91,7 @@ def run_live(video: Path, faces: int, seconds: float, folder: Path) -> list[obje
     growth = 100 * (after_warmup[-1] - after_warmup[0]) / after_warmup[0]
     latency = timings.get("latency")
     return [
-        faces,
+        f"{faces} ({'rtsp' if rtsp_url else 'file'})",
         f"{frames / elapsed:.1f}",
         " ".join(f"{v:.1f}" for v in per_face),
         f"{dropped} ({100 * dropped / max(frames, 1):.0f}%)",
@@ -91,10 +102,22 @@ def run_live(video: Path, faces: int, seconds: float, folder: Path) -> list[obje
     ]
 
 
+def run_over_rtsp(folder: Path, faces: int, seconds: float) -> list[object]:
+    """The same scene served by a real RTSP server on loopback in a private network namespace."""
+    from tests.netns import RtspServer, private_network
+
+    long_video = make_video(folder / f"rtsp{faces}.mp4", faces, int(30 * (seconds + 10)))
+    with private_network(), RtspServer(video=long_video, path="/cam") as server:
+        return run_live(long_video, faces, seconds, folder, rtsp_url=server.url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--faces", default="1,2,4")
+    parser.add_argument(
+        "--rtsp", action="store_true", help="also serve each video from the tests' GStreamer RTSP server (needs root)"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -102,6 +125,8 @@ def main() -> None:
         for faces in (int(f) for f in args.faces.split(",")):
             video = make_video(folder_path / f"faces{faces}.mp4", faces, 150)
             rows.append(run_live(video, faces, args.seconds, folder_path))
+            if args.rtsp:
+                rows.append(run_over_rtsp(folder_path, faces, args.seconds))
     print(f"640x480 30 fps offered per stream, window 20, {args.seconds:.0f} s each, RSS from {WARMUP_S:.0f} s on")
     print_table(
         ["faces", "fps in", "scored/s per face", "dropped", "latency p50 ms", "latency p95 ms", "RSS MB", "p50 ms"],

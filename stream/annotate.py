@@ -42,8 +42,9 @@ def annotated_jpeg(
         text = f"#{label.track_id} {label.verdict.value} {score}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(0, y1 - th - 6)
-        cv2.rectangle(canvas, (x1, top), (x1 + tw + 6, top + th + 6), colour, -1)
-        cv2.putText(canvas, text, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        left = max(0, min(x1, canvas.shape[1] - tw - 6))  # keep the label inside the picture
+        cv2.rectangle(canvas, (left, top), (left + tw + 6, top + th + 6), colour, -1)
+        cv2.putText(canvas, text, (left + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"could not encode a {canvas.shape} frame as JPEG")

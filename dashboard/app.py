@@ -1,0 +1,154 @@
+"""The deepfake-stream dashboard: the page's layout over the score store, which it only reads.
+
+    streamlit run dashboard/app.py -- --db runs/deepfake.db      (or DEEPFAKE_STREAM_DB=…, else runs/deepfake.db)
+
+It never loads the model, never opens a source and never waits on the detector: everything shown comes from the
+store (DESIGN.md). The live parts (frames and health, faces, alerts) are fragments that rerun on their own
+about twice a second while the run is live; a small watcher reruns the whole page when a store or a new run
+appears or the run's state changes. Rendering lives in `dashboard/views.py`, queries in `dashboard/data.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repository: add the repository so that
+# `dashboard` and `stream` import as the packages they are.
+_REPOSITORY = str(Path(__file__).resolve().parent.parent)
+if _REPOSITORY not in sys.path:
+    sys.path.insert(0, _REPOSITORY)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, views  # noqa: E402
+from stream.store import SessionRow, StoreError, StoreReader, StreamRow  # noqa: E402
+
+STREAMS_REFRESH_S = 0.5  # the latest annotated frame and health: about twice a second
+FACES_REFRESH_S = 1.0  # face cards (with charts) and alerts
+WATCH_S = 1.0  # how often the page looks for a new store, a new run or a change of the run's state
+ALL_STREAMS = ""
+
+
+def guarded(db: Path, draw: Callable[[StoreReader | None], None]) -> None:
+    """Draw with a reader for this page or fragment run (None: no store yet); a store that cannot be read is
+    shown as an error, never raised."""
+    try:
+        with data.open_store(db) as reader:
+            draw(reader)
+    except StoreError as error:
+        st.error(str(error), icon=":material/error:")
+
+
+def _watch(db: Path, choice: str, seen: tuple[object, ...]) -> None:
+    if data.fingerprint(db, choice) != seen:
+        st.rerun()
+
+
+def _live_part(
+    draw: Callable[[StoreReader, SessionRow, dict[str, StreamRow], views.View], None], view: views.View
+) -> None:
+    """One live part of the page (a fragment's body): reads the session and its streams afresh, then draws."""
+
+    def body(reader: StoreReader | None) -> None:
+        session = (
+            None if reader is None else next((s for s in reader.sessions() if s.session_id == view.session_id), None)
+        )
+        if reader is None or session is None:
+            st.info("this run is no longer in the store")
+            return
+        draw(reader, session, {s.stream_id: s for s in reader.streams(session.session_id)}, view)
+
+    guarded(view.db, body)
+
+
+def sidebar(
+    db: Path, sessions: list[SessionRow], reader: StoreReader
+) -> tuple[SessionRow, list[StreamRow], views.View]:
+    """Session picker, stream selector, time range and threshold slider; the session and view they choose."""
+    now = time.time()
+    by_id = {s.session_id: s for s in sessions}
+
+    def session_name(session_id: str) -> str:
+        if session_id == data.LATEST:
+            return f"latest: {data.session_label(sessions[0], now)}"
+        return data.session_label(by_id[session_id], now) if session_id in by_id else session_id
+
+    with st.sidebar:
+        st.header("deepfake-stream")
+        choice = st.selectbox("Session", [data.LATEST, *by_id], format_func=session_name, key="session")
+        session = by_id.get(choice, sessions[0])
+        streams = reader.streams(session.session_id)
+        ids = [s.stream_id for s in streams]
+        picked = st.selectbox(
+            "Stream",
+            [ALL_STREAMS, *ids],
+            format_func=lambda s: "all streams" if s == ALL_STREAMS else s,
+            key=f"stream:{session.session_id}",
+        )
+        range_label = st.selectbox("Time range", list(data.TIME_RANGES), key="range")
+        threshold = st.slider(
+            "Threshold (this page only)",
+            min_value=0.0,
+            max_value=1.0,
+            value=float(session.threshold),
+            step=0.01,
+            key=f"threshold:{session.session_id}",
+            help="Re-colours verdicts on this page; the detector and the store are not changed.",
+        )
+        st.caption(f"detector's threshold: {session.threshold:.2f} (hysteresis ± {session.hysteresis:.2f})")
+        if not session.calibrated:
+            st.caption("uncalibrated checkpoint: every verdict stays UNSURE, whatever the threshold")
+        st.caption(f"store: `{db}`")
+    view = views.View(
+        db=db,
+        session_id=session.session_id,
+        stream_ids=tuple(ids if picked == ALL_STREAMS or picked not in ids else [picked]),
+        range_s=data.TIME_RANGES.get(range_label),
+        threshold=float(threshold),
+    )
+    return session, streams, view
+
+
+def page(db: Path, reader: StoreReader | None) -> None:
+    if reader is None:
+        views.no_database(db)
+        return
+    sessions = reader.sessions()
+    if not sessions:
+        views.no_sessions(db)
+        return
+    session, streams, view = sidebar(db, sessions, reader)
+    status = data.session_status(session, time.time())
+    views.uncalibrated_banner(session)
+    st.title("deepfake-stream")
+    views.session_caption(session)
+    views.session_status(session, status, db)
+    if not streams:
+        st.info("this run has no streams yet")
+        return
+    live = status.running
+    st.subheader("Streams")
+    st.fragment(_live_part, run_every=STREAMS_REFRESH_S if live else None)(views.streams_section, view)
+    st.subheader("Faces")
+    st.fragment(_live_part, run_every=FACES_REFRESH_S if live else None)(views.faces_section, view)
+    st.subheader("Alerts")
+    st.fragment(_live_part, run_every=FACES_REFRESH_S if live else None)(views.alerts_section, view)
+    st.subheader("Face summaries")
+    views.summaries_section(reader, session)
+
+
+def main() -> None:
+    st.set_page_config(page_title="deepfake-stream", layout="wide")
+    db = data.db_path(sys.argv[1:], os.environ)
+    # Taken before drawing, so a change while the page is drawn is seen at the watcher's next look.
+    choice = str(st.session_state.get("session", data.LATEST))
+    seen = data.fingerprint(db, choice)
+    guarded(db, lambda reader: page(db, reader))
+    st.fragment(_watch, run_every=WATCH_S)(db, choice, seen)
+
+
+main()

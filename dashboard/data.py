@@ -1,0 +1,237 @@
+"""What the dashboard reads: the store's path, a session's status, and store rows as pandas frames, CSV and JSON.
+
+Reads only, through `stream.store.StoreReader` (the one thing the dashboard imports from the project). Nothing
+here renders; `dashboard/views.py` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stream.store import AlertRow, FaceRow, SessionRow, StoreError, StoreReader, StreamRow
+
+DB_ENV = "DEEPFAKE_STREAM_DB"
+DEFAULT_DB = Path("runs/deepfake.db")
+# The detector commits every loop and writes stream health every second: this long without a write means it died.
+STALE_AFTER_S = 5.0
+# A face's chart shows at most its newest this many window scores, so one long-lived face cannot slow the page.
+MAX_CHART_POINTS = 1000
+LATEST = ""  # the session picker's value that follows the newest run
+TIME_RANGES: dict[str, float | None] = {
+    "whole session": None,
+    "last 30 s": 30.0,
+    "last 2 min": 120.0,
+    "last 10 min": 600.0,
+    "last hour": 3600.0,
+}
+
+
+def db_path(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
+    """The store to read: `-- --db PATH` after the script, else $DEEPFAKE_STREAM_DB, else runs/deepfake.db.
+
+    Unknown arguments are ignored: under `AppTest` the script sees pytest's own command line.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db", type=Path)
+    known, _ = parser.parse_known_args(list(argv))
+    if known.db is not None:
+        return known.db
+    return Path(environ[DB_ENV]) if environ.get(DB_ENV) else DEFAULT_DB
+
+
+@contextlib.contextmanager
+def open_store(path: Path) -> Iterator[StoreReader | None]:
+    """A reader for this page run, or None while the file does not exist; `StoreError` when it cannot be read."""
+    if not path.is_file():
+        yield None
+        return
+    reader = StoreReader(path)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    state: str  # "running" | "stopped" (never ended, silent for STALE_AFTER_S: the detector died) | "ended"
+    age_s: float  # seconds since the session's last write
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def session_status(session: SessionRow, now: float) -> SessionStatus:
+    last = session.last_active if session.ended_at is None else max(session.ended_at, session.last_active)
+    age = max(0.0, now - last)
+    if session.ended_at is not None:
+        return SessionStatus("ended", age)
+    return SessionStatus("running" if age <= STALE_AFTER_S else "stopped", age)
+
+
+def fingerprint(db: Path, choice: str) -> tuple[object, ...]:
+    """What, when it changes, needs the whole page redrawn (`choice`: the session picker's value): the store
+    appearing, a new run, the chosen run's state or its list of streams (the controls are drawn from them)."""
+    try:
+        with open_store(db) as reader:
+            if reader is None:
+                return ("no store",)
+            sessions = reader.sessions()
+            wanted = sessions[0].session_id if sessions and choice == LATEST else choice
+            chosen = next((s for s in sessions if s.session_id == wanted), None)
+            if chosen is None:
+                return ("store", sessions[0].session_id if sessions else None)
+            streams = tuple(s.stream_id for s in reader.streams(chosen.session_id))
+    except StoreError as error:
+        return ("error", str(error))
+    state = session_status(chosen, time.time()).state
+    return ("store", sessions[0].session_id, chosen.session_id, state, streams)
+
+
+def wall_time(t: float, with_date: bool = False) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S", time.localtime(t))
+
+
+def age_text(seconds: float) -> str:
+    """`0.4 s`, `42 s`, `3 min 5 s`, `2 h 4 min`, `3 d 2 h`."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+def session_label(session: SessionRow, now: float) -> str:
+    """How the session picker names a run: start time, sources, status."""
+    status = session_status(session, now)
+    sources = ", ".join(session.sources) or "no sources"
+    if len(sources) > 60:
+        sources = sources[:57] + "..."
+    state = {"running": "running", "stopped": "detector not running", "ended": "ended"}[status.state]
+    return f"{wall_time(session.started_at, with_date=True)} · {sources} · {state}"
+
+
+def since_t(session: SessionRow, range_s: float | None) -> float | None:
+    """The wall-clock start of the chosen time range, counted back from the session's last write."""
+    if range_s is None:
+        return None
+    last = session.last_active if session.ended_at is None else max(session.ended_at, session.last_active)
+    return last - range_s
+
+
+def uses_media_time(stream: StreamRow | None) -> bool:
+    """Files are analysed in media time (seconds into the file); live sources in wall time."""
+    return stream is not None and stream.kind == "file"
+
+
+def _utc_offset_s() -> float:
+    return float(time.localtime().tm_gmtoff)
+
+
+def scores_frame(
+    reader: StoreReader,
+    session_id: str,
+    face: FaceRow,
+    since: float | None = None,
+    limit: int = MAX_CHART_POINTS,
+) -> pd.DataFrame:
+    """One face's newest window scores in frame order: frame_index, t_media (s), wall (local datetime), p_fake."""
+    rows = reader.scores(session_id, face.stream_id, face.track_id, since_t=since, limit=limit)
+    frame = pd.DataFrame(
+        {
+            "frame_index": [r.frame_index for r in rows],
+            "t_media": pd.array([r.t_media for r in rows], dtype="Float64"),
+            "t_capture": [r.t_capture for r in rows],
+            "p_fake": [r.p_fake for r in rows],
+        }
+    )
+    # Naive local datetimes: Vega-Lite shows them as they are, the same clock the page's captions use.
+    frame["wall"] = pd.to_datetime(frame["t_capture"] + _utc_offset_s(), unit="s")
+    return frame
+
+
+def faces_in_range(faces: Sequence[FaceRow], since: float | None) -> tuple[list[FaceRow], list[FaceRow], int]:
+    """(live faces, gone faces seen in the range, gone faces left out because they left before it)."""
+    live = [f for f in faces if f.state == "live"]
+    gone = [f for f in faces if f.state != "live"]
+    shown = [f for f in gone if since is None or f.last_seen >= since]
+    return live, shown, len(gone) - len(shown)
+
+
+def alerts_in_range(alerts: Sequence[AlertRow], since: float | None) -> list[AlertRow]:
+    """Alerts (already newest first) raised inside the range."""
+    return [a for a in alerts if since is None or a.t >= since]
+
+
+SUMMARY_COLUMNS = [
+    "stream",
+    "face",
+    "first_media_s",
+    "last_media_s",
+    "first_seen",
+    "last_seen",
+    "frames_scored",
+    "verdict",
+    "mean_p_fake",
+    "max_p_fake",
+]
+
+
+def summaries_frame(reader: StoreReader, session_id: str) -> pd.DataFrame:
+    """Per face: media time span, wall-clock span (ISO, local), window scores stored, final verdict, mean/max."""
+    rows = reader.face_summaries(session_id)
+    return pd.DataFrame(
+        [
+            [
+                s.stream_id,
+                s.track_id,
+                s.first_t_media,
+                s.last_t_media,
+                wall_time(s.first_seen, with_date=True),
+                wall_time(s.last_seen, with_date=True),
+                s.frames_scored,
+                str(s.verdict),
+                s.mean_p_fake,
+                s.max_p_fake,
+            ]
+            for s in rows
+        ],
+        columns=SUMMARY_COLUMNS,
+    )
+
+
+def summaries_csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def summaries_json(frame: pd.DataFrame, session: SessionRow) -> bytes:
+    """The summaries with what produced them (checkpoint, calibration, window settings), for an analyst's record."""
+    faces = json.loads(frame.to_json(orient="records"))
+    document = {
+        "session_id": session.session_id,
+        "started_at": wall_time(session.started_at, with_date=True),
+        "checkpoint": session.checkpoint,
+        "calibrated": session.calibrated,
+        "window": session.window,
+        "stride": session.stride,
+        "window_mode": session.window_mode,
+        "threshold": session.threshold,
+        "hysteresis": session.hysteresis,
+        "sources": session.sources,
+        "faces": faces,
+    }
+    return json.dumps(document, indent=2).encode()

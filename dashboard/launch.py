@@ -1,0 +1,143 @@
+"""Start the dashboard as a child process (`streamlit run dashboard/app.py`) and stop it again.
+
+`run_stream.py SOURCE --dashboard` uses this to run the dashboard beside the detector; the browser test uses
+it too. The dashboard listens on 127.0.0.1 unless told otherwise, on a free port when none is given.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+APP = Path(__file__).resolve().with_name("app.py")
+_POLL_S = 0.1
+
+
+class DashboardError(Exception):
+    """The dashboard did not start; the message is one line meant for the user."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it; another process could still take it before we do)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class DashboardProcess:
+    """A running `streamlit run dashboard/app.py`: `.url` to open, `.stop()` to end it (idempotent)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> None:
+        self.process = process
+        self.url = url
+        self._log = log
+        self._output = ""  # what it printed, kept when it stops
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        """What the dashboard printed so far (stdout and stderr together)."""
+        if self._log.closed:
+            return self._output
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """Terminate the dashboard, killing it if it does not exit within `timeout_s`; its exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout_s)
+        if not self._log.closed:
+            self._output = self.output()
+            self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> DashboardProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def command(db: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+        "--",
+        "--db",
+        str(db),
+    ]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1.0) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+def start_dashboard(
+    db: Path, port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 60.0
+) -> DashboardProcess:
+    """Start the dashboard over the store at `db` and wait until it answers HTTP; `DashboardError` if it cannot.
+
+    `port=None` picks a free port. The store need not exist yet: the page says how to start the detector and
+    shows the data once it appears.
+    """
+    db = Path(db).resolve()
+    chosen = free_port(host) if port is None else port
+    display_host = f"[{host}]" if ":" in host else host
+    url = f"http://{display_host}:{chosen}"
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (the DashboardProcess owns it and closes it in stop())
+    try:
+        process = subprocess.Popen(command(db, host, chosen), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    except OSError as error:
+        log.close()
+        raise DashboardError(f"cannot start the dashboard ({sys.executable} -m streamlit): {error}") from None
+    dashboard = DashboardProcess(process, url, log)
+    deadline = time.monotonic() + timeout_s
+    while not _answers(url):
+        if process.poll() is not None:
+            output = dashboard.output()
+            dashboard.stop()
+            raise DashboardError(f"the dashboard exited with status {process.returncode}: {_tail(output)}")
+        if time.monotonic() >= deadline:
+            output = dashboard.output()
+            dashboard.stop()
+            raise DashboardError(f"the dashboard did not answer at {url} within {timeout_s:g} s: {_tail(output)}")
+        time.sleep(_POLL_S)
+    return dashboard
