@@ -13,13 +13,42 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, Verdict, VerdictState, WindowScore
+from stream.store_records import (  # re-exported: the dashboard imports them from here
+    AlertRow,
+    FaceRow,
+    FaceSummary,
+    FrameRow,
+    HealthRow,
+    ScoreRow,
+    SessionInfo,
+    SessionRow,
+    StoreError,
+    StreamRow,
+    VerdictRow,
+)
+
+__all__ = [
+    "AlertRow",
+    "FaceRow",
+    "FaceSummary",
+    "FrameRow",
+    "HealthRow",
+    "ScoreRow",
+    "SessionInfo",
+    "SessionRow",
+    "StoreError",
+    "StoreReader",
+    "StoreWriter",
+    "StreamRow",
+    "VerdictRow",
+]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_S = 10.0
@@ -63,134 +92,6 @@ _score_values = attrgetter(*(f.name for f in fields(WindowScore)))
 _health_values = attrgetter(*(f.name for f in fields(StreamHealth)))
 # `sessions` last: the retention delete finds old sessions through it.
 _SESSION_TABLES = ("scores", "verdicts", "alerts", "faces", "health", "frames", "streams", "sessions")
-
-
-class StoreError(Exception):
-    """The score store cannot be opened or used; the message is one line meant for the user."""
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    """What a run is: its model, its verdict settings and its (already redacted) sources."""
-
-    checkpoint: str
-    calibrated: bool
-    window: int
-    stride: int
-    window_mode: str
-    threshold: float
-    hysteresis: float
-    device: str
-    engine: str
-    sources: list[str]
-
-
-@dataclass(frozen=True)
-class SessionRow:
-    session_id: str
-    started_at: float
-    ended_at: float | None
-    last_active: float  # wall-clock of the session's last commit: a session never ended and long idle has died
-    checkpoint: str
-    calibrated: bool
-    window: int
-    stride: int
-    window_mode: str
-    threshold: float
-    hysteresis: float
-    device: str
-    engine: str
-    sources: list[str]
-
-    @property
-    def info(self) -> SessionInfo:
-        return SessionInfo(**{name: getattr(self, name) for name in SessionInfo.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class HealthRow:
-    stream_id: str
-    state: StreamState
-    fps_in: float
-    fps_scored: float
-    frames_dropped: int
-    reconnects: int
-    last_error: str | None
-    t: float  # wall-clock when this health was written
-
-
-@dataclass(frozen=True)
-class StreamRow:
-    session_id: str
-    stream_id: str
-    source: str
-    kind: str
-    health: HealthRow | None  # None until the pipeline has reported on this stream
-
-
-@dataclass(frozen=True)
-class FaceRow:
-    session_id: str
-    stream_id: str
-    track_id: int
-    first_seen: float
-    last_seen: float
-    first_t_media: float | None
-    last_t_media: float | None
-    state: str  # "live" | "gone"
-    verdict: VerdictState
-    verdict_since: float | None  # None until a verdict change was written
-    rolling_p_fake: float | None
-    frames_scored: int
-    thumbnail_jpeg: bytes | None
-
-
-# A stored score has exactly the fields of the record the pipeline wrote.
-ScoreRow = WindowScore
-
-
-@dataclass(frozen=True)
-class VerdictRow:
-    session_id: str
-    stream_id: str
-    track_id: int
-    state: VerdictState
-    since: float
-    rolling_p_fake: float
-
-
-@dataclass(frozen=True)
-class AlertRow:
-    alert_id: int
-    session_id: str
-    stream_id: str
-    track_id: int
-    kind: str
-    t: float
-    p_fake: float
-    clip_path: str | None
-
-
-@dataclass(frozen=True)
-class FrameRow:
-    session_id: str
-    stream_id: str
-    t: float
-    jpeg: bytes
-
-
-@dataclass(frozen=True)
-class FaceSummary:
-    stream_id: str
-    track_id: int
-    first_seen: float
-    last_seen: float
-    first_t_media: float | None
-    last_t_media: float | None
-    frames_scored: int  # number of stored window scores
-    verdict: VerdictState
-    mean_p_fake: float | None  # None when the face has no scores
-    max_p_fake: float | None
 
 
 def _one_line(error: BaseException | str) -> str:

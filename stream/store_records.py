@@ -1,0 +1,139 @@
+"""The score store's records: what a run is (`SessionInfo`) and the rows the reader returns.
+
+Kept apart from `stream/store.py` (which re-exports them) so that module stays the SQL and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.health import StreamState
+from stream.scores import VerdictState, WindowScore
+
+
+class StoreError(Exception):
+    """The score store cannot be opened or used; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a run is: its model, its verdict settings and its (already redacted) sources."""
+
+    checkpoint: str
+    calibrated: bool
+    window: int
+    stride: int
+    window_mode: str
+    threshold: float
+    hysteresis: float
+    device: str
+    engine: str
+    sources: list[str]
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session_id: str
+    started_at: float
+    ended_at: float | None
+    last_active: float  # wall-clock of the session's last commit: a session never ended and long idle has died
+    checkpoint: str
+    calibrated: bool
+    window: int
+    stride: int
+    window_mode: str
+    threshold: float
+    hysteresis: float
+    device: str
+    engine: str
+    sources: list[str]
+
+    @property
+    def info(self) -> SessionInfo:
+        return SessionInfo(**{name: getattr(self, name) for name in SessionInfo.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    stream_id: str
+    state: StreamState
+    fps_in: float
+    fps_scored: float
+    frames_dropped: int
+    reconnects: int
+    last_error: str | None
+    t: float  # wall-clock when this health was written
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    session_id: str
+    stream_id: str
+    source: str
+    kind: str
+    health: HealthRow | None  # None until the pipeline has reported on this stream
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    session_id: str
+    stream_id: str
+    track_id: int
+    first_seen: float
+    last_seen: float
+    first_t_media: float | None
+    last_t_media: float | None
+    state: str  # "live" | "gone"
+    verdict: VerdictState
+    verdict_since: float | None  # None until a verdict change was written
+    rolling_p_fake: float | None
+    frames_scored: int
+    thumbnail_jpeg: bytes | None
+
+
+# A stored score has exactly the fields of the record the pipeline wrote.
+ScoreRow = WindowScore
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    session_id: str
+    stream_id: str
+    track_id: int
+    state: VerdictState
+    since: float
+    rolling_p_fake: float
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert_id: int
+    session_id: str
+    stream_id: str
+    track_id: int
+    kind: str
+    t: float
+    p_fake: float
+    clip_path: str | None
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    session_id: str
+    stream_id: str
+    t: float
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class FaceSummary:
+    stream_id: str
+    track_id: int
+    first_seen: float
+    last_seen: float
+    first_t_media: float | None
+    last_t_media: float | None
+    frames_scored: int  # number of stored window scores
+    verdict: VerdictState
+    mean_p_fake: float | None  # None when the face has no scores
+    max_p_fake: float | None
