@@ -489,7 +489,9 @@ class Pipeline:
             progress = ""
             expected = work.source.expected_frames
             if expected:
-                progress = f", frame {work.frames_processed}/{expected} ({100 * work.frames_processed / expected:.0f}%)"
+                done = min(1.0, work.frames_processed / expected)
+                bar = "#" * round(20 * done) + "-" * (20 - round(20 * done))
+                progress = f" [{bar}] {100 * done:.0f}% (frame {work.frames_processed}/{expected})"
             lines.append(
                 f"{health.stream_id} [{health.state.value}]: in {health.fps_in:.1f} fps, "
                 f"scored {health.fps_scored:.1f} windows/s, {faces} face{'s' if faces != 1 else ''}, "

@@ -267,3 +267,15 @@ def test_reconnect_delay_starts_small_again_after_recovering(pattern_server: Rts
     wait_for(lambda: source.reconnects > lost_at + 1, 10, "the first retry")
     first_retry_s = time.monotonic() - noticed
     assert first_retry_s < 0.6, f"first retry after {first_retry_s:.2f} s; reconnect_initial_s is 0.2"
+
+
+def test_a_camera_that_sends_end_of_stream_is_reconnected(served: str, sources: list[Source]) -> None:
+    """A live camera never ends: an EOS (here the served clip running out) is a drop, and it reconnects."""
+    source = started(sources, served)
+    wait_for(lambda: source.buffer.take() is not None and source.reconnects >= 1, 20, "a reconnect after EOS")
+    assert "ended without being stopped" in (source.last_error or "")
+    clip_frames = FPS * SECONDS
+    wait_for(lambda: source.frames_read > clip_frames + 10, 20, "frames from the second connection")
+    assert source.state == StreamState.LIVE
+    source.stop()
+    source.join(10)
