@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -148,12 +148,8 @@ class Pipeline:
         )
         self._faces: dict[tuple[str, int], FaceTally] = {}
         self._touched: set[tuple[str, int]] = set()
-        self._policy = VerdictPolicy(
-            threshold=self.config.policy.threshold,
-            hysteresis=self.config.policy.hysteresis,
-            rolling=self.config.policy.rolling,
-            calibrated=loaded.calibrated,
-        )
+        # An uncalibrated model never gives a verdict, whatever the configuration says.
+        self._policy = replace(self.config.policy, calibrated=loaded.calibrated)
         self._clips = ClipRecorder(self.config.clips) if self.config.clips else None
         self._stop = threading.Event()
         self._last_health = 0.0

@@ -150,19 +150,14 @@ class RingStore:
 
     def __init__(self, capacity: int, feature_dim: int, has_logits: bool, thumb_size: int = 64) -> None:
         _check_ring_args(capacity, feature_dim, thumb_size)
-        self.capacity, self.feature_dim, self.has_logits, self.thumb_size = (
-            capacity,
-            feature_dim,
-            has_logits,
-            thumb_size,
-        )
+        self._ring_shape = (capacity, feature_dim, has_logits, thumb_size)
         self._rings: dict[tuple[str, int], FaceRing] = {}
 
     def get_or_create(self, stream_id: str, track_id: int) -> FaceRing:
         key = (stream_id, track_id)
         ring = self._rings.get(key)
         if ring is None:
-            ring = self._rings[key] = FaceRing(self.capacity, self.feature_dim, self.has_logits, self.thumb_size)
+            ring = self._rings[key] = FaceRing(*self._ring_shape)
         return ring
 
     def drop(self, stream_id: str, track_id: int) -> None:
