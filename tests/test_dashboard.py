@@ -26,6 +26,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import data
 from dashboard.launch import DashboardError, start_dashboard
 from dashboard.verdicts import shown_verdict
+from model.weights import UNCALIBRATED_WARNING
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, VerdictState, WindowScore
 from stream.store import SessionInfo, StoreReader, StoreWriter
@@ -34,7 +35,7 @@ from tests.netns import private_network
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
-UNCALIBRATED = "UNCALIBRATED: no trained weights loaded"
+UNCALIBRATED = UNCALIBRATED_WARNING  # the one wording, from the model layer
 INFO = SessionInfo(
     checkpoint="model_87_acc_20_frames_final_data.pt",
     calibrated=True,
@@ -569,3 +570,9 @@ def test_start_dashboard_says_why_it_died(db: Path, private_netns: None) -> None
         port = taken.getsockname()[1]
         with pytest.raises(DashboardError, match="exited with status"):
             start_dashboard(db, port=port)
+
+
+def test_the_dashboard_uses_the_model_layers_uncalibrated_wording() -> None:
+    from dashboard.views import UNCALIBRATED as shown
+
+    assert shown == UNCALIBRATED_WARNING
