@@ -223,10 +223,12 @@ def _clip_path(clip: str, db: Path) -> Path | None:
     return None
 
 
-def alert_item(alert: AlertRow, db: Path) -> None:
-    """One alert: stream, face, wall time, score, and its evidence clip once the store links one."""
+def alert_item(alert: AlertRow, db: Path, is_file: bool = False) -> None:
+    """One alert: stream, face, time (media time too for files), score, and its evidence clip once linked."""
     kind = "turned FAKE" if alert.kind == "turned_fake" else alert.kind
     when = data.wall_time(alert.t, with_date=time.time() - alert.t > 86400)
+    if is_file and alert.t_media is not None:
+        when = f"at {alert.t_media:.2f} s into the file ({when})"
     with st.container(border=True):
         st.markdown(
             f"{badge('FAKE')} **{alert.stream_id}** · face #{alert.track_id} {kind} · {when} · "
@@ -250,7 +252,8 @@ def alerts_section(reader: StoreReader, session: SessionRow, streams: dict[str, 
         st.caption("no alerts" + (" in this time range" if alerts else ""))
         return
     for alert in shown[:MAX_ALERTS]:
-        alert_item(alert, view.db)
+        stream = streams.get(alert.stream_id)
+        alert_item(alert, view.db, is_file=stream is not None and stream.kind == "file")
     if len(shown) > MAX_ALERTS:
         st.caption(f"{len(shown) - MAX_ALERTS} older alerts not shown")
 

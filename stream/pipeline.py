@@ -399,7 +399,7 @@ class Pipeline:
             log.warning(
                 "ALERT %s face #%d turned FAKE (p_fake %.2f)", crop.frame.stream_id, crop.track.track_id, p_fake
             )
-            alert_id = self.store.write_alert(self.session_id, update.alert)
+            alert_id = self.store.write_alert(self.session_id, replace(update.alert, t_media=crop.frame.t_media))
             if self._clips is not None:
                 ring = self._rings.get_or_create(crop.frame.stream_id, crop.track.track_id)
                 self._clips.start(alert_id, crop.frame.stream_id, crop.track.track_id, ring.thumbnails())

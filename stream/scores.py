@@ -46,6 +46,7 @@ class Alert:
     t: float  # wall-clock
     p_fake: float
     clip_path: str | None
+    t_media: float | None = None  # where in the media it happened (files: seconds into the file)
 
 
 # Band edges are inclusive; this slack keeps a rolling mean like (0.6 * 5) / 5 from missing 0.5 + 0.1 by one ulp.

@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, stream_id TEXT NOT NULL,
     track_id INTEGER NOT NULL, kind TEXT NOT NULL, t REAL NOT NULL, p_fake REAL NOT NULL, clip_path TEXT,
-    UNIQUE (session_id, stream_id, track_id, kind, t));
+    t_media REAL, UNIQUE (session_id, stream_id, track_id, kind, t));
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (session_id, t);
 CREATE TABLE IF NOT EXISTS frames (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, t REAL NOT NULL, jpeg BLOB NOT NULL,
@@ -246,9 +246,9 @@ class StoreWriter:
         key = (session_id, alert.stream_id, alert.track_id, alert.kind, alert.t)
         with self._write("write alert") as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO alerts (session_id, stream_id, track_id, kind, t, p_fake, clip_path) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*key, alert.p_fake, alert.clip_path),
+                "INSERT OR IGNORE INTO alerts (session_id, stream_id, track_id, kind, t, p_fake, clip_path, t_media) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, alert.p_fake, alert.clip_path, alert.t_media),
             )
             row = conn.execute(
                 "SELECT alert_id FROM alerts WHERE session_id = ? AND stream_id = ? AND track_id = ? AND kind = ? "

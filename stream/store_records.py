@@ -115,6 +115,7 @@ class AlertRow:
     t: float
     p_fake: float
     clip_path: str | None
+    t_media: float | None
 
 
 @dataclass(frozen=True)

@@ -238,13 +238,14 @@ def test_alerts_newest_first_with_clip_when_linked(tmp_path: Path, writer: Store
     run.face(1, VerdictState.FAKE, 0.9)
     run.face(2, VerdictState.FAKE, 0.8)
     writer.write_alert(run.sid, Alert("clip", 1, "turned_fake", run.t0 + 0.5, 0.71, None))
-    writer.write_alert(run.sid, Alert("clip", 2, "turned_fake", run.t0 + 1.0, 0.82, str(clip)))
+    writer.write_alert(run.sid, Alert("clip", 2, "turned_fake", run.t0 + 1.0, 0.82, str(clip), t_media=12.5))
     writer.commit()
     at = dashboard()
     assert_clean(at)
     alerts = [m.value for m in at.markdown if "turned FAKE" in m.value]
     assert len(alerts) == 2
     assert "face #2" in alerts[0] and "p(fake) **0.820**" in alerts[0]  # newest first
+    assert "at 12.50 s into the file" in alerts[0]  # analysts see where in the recording it happened
     assert "face #1" in alerts[1] and "p(fake) **0.710**" in alerts[1]
     assert len(at.get("video")) == 1  # the linked clip plays in the page
     assert any("evidence clip: not written yet" in c.value for c in at.caption)  # the other waits for its clip

@@ -102,6 +102,7 @@ def test_verdicts_alerts_and_hysteresis(videos, colour_checkpoint, tmp_path, eng
         assert verdicts == {colour_id: "FAKE", gray_id: "REAL"}
         alerts = reader.alerts(result.session_id)
         assert [(a.track_id, a.kind) for a in alerts] == [(colour_id, "turned_fake")]
+        assert faces[colour_id].first_t_media < alerts[0].t_media <= faces[colour_id].last_t_media
         history = reader.verdicts(result.session_id, "s1", colour_id)
         assert [v.state for v in history] == [VerdictState.FAKE]  # once, no flapping
         assert faces[colour_id].verdict == VerdictState.FAKE

@@ -84,7 +84,7 @@ def test_round_trip(tmp_path: Path) -> None:
         w.write_scores(scores)
         w.upsert_face(sid, "cam0", 1, 100.0, 104.0, 0.0, 0.16, "live", VerdictState.UNSURE, 0.3, 5, b"\xff\xd8thumb")
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 103.0, 0.71))
-        first = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 103.0, 0.71, None))
+        first = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 103.0, 0.71, None, t_media=3.1))
         second = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 110.0, 0.9, None))
         w.set_alert_clip(first, "clips/cam0-1.mp4")
         w.write_health(sid, StreamHealth("cam0", StreamState.LIVE, 25.0, 19.5, 7, 0, None), 105.0)
@@ -110,8 +110,8 @@ def test_round_trip(tmp_path: Path) -> None:
         assert r.faces(sid, "cam1") == []
         assert r.verdicts(sid) == [VerdictRow(sid, "cam0", 1, VerdictState.FAKE, 103.0, 0.71)]
         assert r.alerts(sid) == [
-            AlertRow(second, sid, "cam0", 1, "turned_fake", 110.0, 0.9, None),
-            AlertRow(first, sid, "cam0", 1, "turned_fake", 103.0, 0.71, "clips/cam0-1.mp4"),
+            AlertRow(second, sid, "cam0", 1, "turned_fake", 110.0, 0.9, None, None),
+            AlertRow(first, sid, "cam0", 1, "turned_fake", 103.0, 0.71, "clips/cam0-1.mp4", 3.1),
         ]
         assert r.latest_frame(sid, "cam0") == FrameRow(sid, "cam0", 105.0, b"\xff\xd8frame")
         assert r.latest_frame(sid, "cam1") is None
