@@ -31,7 +31,7 @@ def engines_for(device: torch.device, cache_dir: Path) -> list:
     loaded = random_model()
     if device.type == "cuda":
         return [
-            TorchEngine(random_model().network, device, autocast_dtype=None),
+            TorchEngine(random_model().network, device, precision="fp32"),
             TorchEngine(loaded.network, device),
         ]
     return [TorchEngine(random_model().network, device), OnnxEngine(loaded, cache_dir)]

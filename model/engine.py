@@ -21,6 +21,7 @@ from model.weights import LoadedModel
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU_ENGINES = ("auto", "onnxruntime", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Chosen by bench/encode.py on the 2-core dev CPU: ONNX Runtime beats torch eager at every batch size.
 PREFERRED_CPU_ENGINE = "onnxruntime"
 
@@ -70,17 +71,21 @@ class TorchEngine:
 
     network: SeedNet | TemporalNet
     device: torch.device
-    autocast_dtype: torch.dtype | None = None
+    precision: str = "auto"  # auto (CUDA: bf16, else fp16; CPU: fp32) | fp32 | fp16 | bf16
     name: str = ""
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         self.network = self.network.to(self.device).eval()
         if self.device.type == "cuda":
             self.network.model.to(memory_format=torch.channels_last)
-            if self.autocast_dtype is None:
-                self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.autocast_dtype]
-        self.name = f"torch-{self.device.type}-{precision}"
+            if self.precision == "auto":
+                self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif self.precision == "auto":
+            self.precision = "fp32"
+        self.autocast_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+        self.name = f"torch-{self.device.type}-{self.precision}"
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:

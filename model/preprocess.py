@@ -59,7 +59,10 @@ def resize_crop(crop_bgr: np.ndarray, size: int, device: torch.device | str = "c
     """HxWx3 uint8 -> [3, size, size] uint8, antialiased bilinear (matches PIL's Resize within 1 grey level)."""
     if not (crop_bgr.flags.c_contiguous and crop_bgr.flags.writeable):
         crop_bgr = np.array(crop_bgr, order="C")  # torch.from_numpy needs a writable, contiguous array
-    chw = torch.from_numpy(crop_bgr).permute(2, 0, 1).to(device, non_blocking=True)
+    chw = torch.from_numpy(crop_bgr).permute(2, 0, 1)
+    if torch.device(device).type == "cuda":
+        chw = chw.pin_memory()  # a pinned source lets the copy to the GPU run asynchronously
+    chw = chw.to(device, non_blocking=True)
     return resize(chw, [size, size], antialias=True)
 
 

@@ -51,3 +51,9 @@ def test_bad_device_and_engine_names_are_clear(seed_model) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(EngineError, match="no CUDA GPU"):
             build_engine(seed_model, "cuda")
+
+
+def test_torch_precision_is_explicit(seed_model) -> None:
+    assert TorchEngine(random_model().network, torch.device("cpu")).name == "torch-cpu-fp32"
+    with pytest.raises(EngineError, match="precision must be one of"):
+        TorchEngine(random_model().network, torch.device("cpu"), precision="int8")
