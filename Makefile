@@ -29,6 +29,9 @@ test: setup
 bench: setup
 	$(PY) bench/encode.py
 	$(PY) bench/window.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/live.py
+	$(PY) bench/dashboard.py
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
