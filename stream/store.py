@@ -350,7 +350,25 @@ class StoreReader:
             "window_mode, threshold, hysteresis, device, engine, sources FROM sessions "
             "ORDER BY started_at DESC, session_id DESC"
         )
-        return [SessionRow(*r[:5], bool(r[5]), *r[6:13], json.loads(r[13])) for r in rows]
+        return [
+            SessionRow(
+                session_id=r[0],
+                started_at=r[1],
+                ended_at=r[2],
+                last_active=r[3],
+                checkpoint=r[4],
+                calibrated=bool(r[5]),
+                window=r[6],
+                stride=r[7],
+                window_mode=r[8],
+                threshold=r[9],
+                hysteresis=r[10],
+                device=r[11],
+                engine=r[12],
+                sources=json.loads(r[13]),
+            )
+            for r in rows
+        ]
 
     def latest_session(self) -> SessionRow | None:
         sessions = self.sessions()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.health import StreamState
+from stream.health import StreamHealth
 from stream.scores import VerdictState, WindowScore
 
 
@@ -32,21 +32,13 @@ class SessionInfo:
 
 
 @dataclass(frozen=True)
-class SessionRow:
+class SessionRow(SessionInfo):
+    """A stored session: what the run is, plus when it ran."""
+
     session_id: str
     started_at: float
     ended_at: float | None
     last_active: float  # wall-clock of the session's last commit: a session never ended and long idle has died
-    checkpoint: str
-    calibrated: bool
-    window: int
-    stride: int
-    window_mode: str
-    threshold: float
-    hysteresis: float
-    device: str
-    engine: str
-    sources: list[str]
 
     @property
     def info(self) -> SessionInfo:
@@ -54,14 +46,9 @@ class SessionRow:
 
 
 @dataclass(frozen=True)
-class HealthRow:
-    stream_id: str
-    state: StreamState
-    fps_in: float
-    fps_scored: float
-    frames_dropped: int
-    reconnects: int
-    last_error: str | None
+class HealthRow(StreamHealth):
+    """A stream's last reported health, plus when it was written."""
+
     t: float  # wall-clock when this health was written
 
 
