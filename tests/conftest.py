@@ -1,10 +1,16 @@
-"""Shared fixtures: one random seed-architecture model per session, a cache dir for exported graphs."""
+"""Shared fixtures: one random seed-architecture model per session, a cache dir for exported graphs, and a
+score store the dashboard tests point the app at (`db`, `writer`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from dashboard import data
 from model.weights import LoadedModel, random_model
+from stream.store import StoreWriter
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +22,17 @@ def seed_model() -> LoadedModel:
 @pytest.fixture(scope="session")
 def engine_cache(tmp_path_factory: pytest.TempPathFactory):
     return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The store's path, handed to the app through DEEPFAKE_STREAM_DB (the file is not made here)."""
+    path = tmp_path / "runs" / "deepfake.db"
+    monkeypatch.setenv(data.DB_ENV, str(path))
+    return path
+
+
+@pytest.fixture
+def writer(db: Path) -> Iterator[StoreWriter]:
+    with StoreWriter(db) as store:
+        yield store

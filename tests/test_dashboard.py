@@ -1,123 +1,29 @@
-"""The dashboard over stores the tests fill: `streamlit.testing.v1.AppTest` runs dashboard/app.py in-process.
+"""The dashboard page over stores the tests fill: `streamlit.testing.v1.AppTest` runs dashboard/app.py in-process.
 
-Cards, alerts, the uncalibrated banner, empty and broken states, the threshold slider, the session picker;
-reading while a detector process writes; what the dashboard imports; and `dashboard.launch` (in a private
-network namespace, as every test that opens a socket).
+Cards, alerts, the uncalibrated banner, empty and broken states, the threshold slider, the session picker, and
+reading while a detector process writes. Its parts on their own and its launcher: test_dashboard_parts.py.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import data
-from dashboard.launch import DashboardError, start_dashboard
-from dashboard.verdicts import shown_verdict
 from model.weights import UNCALIBRATED_WARNING
 from stream.health import StreamHealth, StreamState
-from stream.scores import Alert, VerdictState, WindowScore
-from stream.store import SessionInfo, StoreReader, StoreWriter
+from stream.scores import Alert, VerdictState
+from stream.store import StoreReader, StoreWriter
 from tests import media
-from tests.netns import private_network
+from tests.dashboard_store import INFO, RANDOM_INFO, ROOT, Run, dashboard
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "dashboard" / "app.py"
 UNCALIBRATED = UNCALIBRATED_WARNING  # the one wording, from the model layer
-INFO = SessionInfo(
-    checkpoint="model_87_acc_20_frames_final_data.pt",
-    calibrated=True,
-    window=20,
-    stride=1,
-    window_mode="mean",
-    threshold=0.5,
-    hysteresis=0.1,
-    device="cpu",
-    engine="onnxruntime",
-    sources=["clip.mp4"],
-)
-RANDOM_INFO = SessionInfo("random seeded seed-arch", False, 10, 1, "mean", 0.5, 0.1, "cpu", "torch", ["demo"])
-
-
-def thumbnail() -> bytes:
-    ok, encoded = cv2.imencode(".jpg", np.full((24, 24, 3), 128, np.uint8))
-    assert ok
-    return encoded.tobytes()
-
-
-class Run:
-    """One session in a test store, filled through the writer as the detector would."""
-
-    def __init__(self, writer: StoreWriter, info: SessionInfo = INFO, started_at: float | None = None) -> None:
-        self.writer = writer
-        self.t0 = time.time() - 60 if started_at is None else started_at
-        self.sid = writer.start_session(info, started_at=self.t0)
-
-    def stream(self, stream_id: str = "clip", kind: str = "file", state: StreamState = StreamState.LIVE) -> None:
-        self.writer.add_stream(self.sid, stream_id, f"{stream_id}.mp4" if kind == "file" else "rtsp://cam", kind)
-        self.writer.write_health(self.sid, StreamHealth(stream_id, state, 30.0, 24.5, 3, 0, None), time.time())
-
-    def face(
-        self,
-        track_id: int,
-        verdict: VerdictState,
-        rolling: float,
-        stream_id: str = "clip",
-        state: str = "live",
-        n: int = 40,
-        last_seen: float | None = None,
-    ) -> None:
-        t0 = self.t0
-        scores = [
-            WindowScore(self.sid, stream_id, track_id, i, i / 30, 20, rolling, t0 + i / 30, t0 + i / 30 + 0.05)
-            for i in range(n)
-        ]
-        self.writer.write_scores(scores)
-        self.writer.upsert_face(
-            self.sid,
-            stream_id,
-            track_id,
-            first_seen=t0,
-            last_seen=t0 + n / 30 if last_seen is None else last_seen,
-            first_t_media=0.0,
-            last_t_media=(n - 1) / 30,
-            state=state,
-            verdict=verdict,
-            rolling_p_fake=rolling,
-            frames_scored=n,
-            thumbnail_jpeg=thumbnail(),
-        )
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The store's path, handed to the app through DEEPFAKE_STREAM_DB (the file is not made here)."""
-    path = tmp_path / "runs" / "deepfake.db"
-    monkeypatch.setenv(data.DB_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def writer(db: Path) -> Iterator[StoreWriter]:
-    with StoreWriter(db) as store:
-        yield store
-
-
-def dashboard() -> AppTest:
-    """A fresh page load (a new browser session)."""
-    return AppTest.from_file(str(APP), default_timeout=30).run()
 
 
 def texts(at: AppTest) -> list[str]:
@@ -462,118 +368,3 @@ def test_reading_while_the_detector_writes_never_errors(db: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait(10)
-
-
-# ---- pure parts --------------------------------------------------------------------------------------------------
-
-
-def test_db_path_argument_then_environment_then_default() -> None:
-    assert data.db_path(["--db", "a.db"], {data.DB_ENV: "b.db"}) == Path("a.db")
-    assert data.db_path(["-q", "tests/x.py"], {data.DB_ENV: "b.db"}) == Path("b.db")  # pytest's argv under AppTest
-    assert data.db_path([], {}) == Path("runs/deepfake.db")
-
-
-def test_page_redraws_when_the_store_a_run_a_stream_or_the_run_state_appears(db: Path) -> None:
-    """The watcher reruns the whole page when this fingerprint changes, and only then."""
-    seen = [data.fingerprint(db, data.LATEST)]  # no store yet
-    with StoreWriter(db) as writer:
-        seen.append(data.fingerprint(db, data.LATEST))  # a store with no runs
-        run = Run(writer)
-        writer.commit()
-        seen.append(data.fingerprint(db, data.LATEST))  # a run
-        run.stream()
-        writer.commit()
-        seen.append(data.fingerprint(db, data.LATEST))  # its first stream
-        run.face(1, VerdictState.REAL, 0.2)
-        writer.commit()
-        assert data.fingerprint(db, data.LATEST) == seen[-1]  # new scores: the fragments show them, no redraw
-        writer.end_session(run.sid)
-        seen.append(data.fingerprint(db, data.LATEST))  # the run ended
-        assert data.fingerprint(db, run.sid) == seen[-1]  # the same run, picked by its id
-    assert len(set(seen)) == len(seen), seen
-
-
-@pytest.mark.parametrize(
-    ("stored", "rolling", "threshold", "calibrated", "expected"),
-    [
-        ("REAL", 0.35, 0.5, True, "REAL"),  # the detector's own threshold: its verdict as stored
-        ("UNSURE", 0.9, 0.5, True, "UNSURE"),  # (even where it has not decided yet)
-        ("REAL", 0.35, 0.25, True, "FAKE"),  # 0.35 >= 0.25 + 0.1
-        ("FAKE", 0.35, 0.75, True, "REAL"),  # 0.35 <= 0.75 - 0.1
-        ("FAKE", 0.35, 0.30, True, "FAKE"),  # inside the band the face keeps its verdict
-        ("REAL", 0.35, 0.30, True, "REAL"),
-        ("UNSURE", 0.9, 0.1, False, "UNSURE"),  # uncalibrated: never a verdict
-        ("UNSURE", None, 0.1, True, "UNSURE"),  # not scored yet
-    ],
-)
-def test_shown_verdict(stored: str, rolling: float | None, threshold: float, calibrated: bool, expected: str) -> None:
-    assert shown_verdict(stored, rolling, threshold, 0.5, 0.1, calibrated) == expected
-
-
-def test_face_summaries_as_csv_and_json(db: Path, writer: StoreWriter) -> None:
-    run = Run(writer)
-    run.stream()
-    run.face(1, VerdictState.FAKE, 0.75, n=30)
-    writer.commit()
-    with StoreReader(db) as reader:
-        frame = data.summaries_frame(reader, run.sid)
-        session = reader.sessions()[0]
-    csv = data.summaries_csv(frame).decode().splitlines()
-    assert csv[0].split(",") == data.SUMMARY_COLUMNS
-    row = dict(zip(data.SUMMARY_COLUMNS, csv[1].split(","), strict=True))
-    assert row["verdict"] == "FAKE" and row["frames_scored"] == "30" and float(row["mean_p_fake"]) == 0.75
-    assert float(row["first_media_s"]) == 0.0 and float(row["last_media_s"]) == pytest.approx(29 / 30)
-    document = json.loads(data.summaries_json(frame, session))
-    assert document["checkpoint"] == INFO.checkpoint and document["calibrated"] is True
-    assert document["faces"][0]["max_p_fake"] == 0.75 and document["faces"][0]["face"] == 1
-    at = dashboard()
-    assert [b.label for b in at.download_button] == ["Download CSV", "Download JSON"]
-
-
-def test_dashboard_imports_only_the_store_from_the_project() -> None:
-    project = {"stream", "model", "run_stream", "dashboard", "tests", "bench"}
-    for path in (ROOT / "dashboard").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                if name.split(".")[0] in project:
-                    assert name == "stream.store" or name.startswith("dashboard"), f"{path.name} imports {name}"
-
-
-# ---- launching the dashboard (a real server: in a private network namespace) -------------------------------------
-
-
-@pytest.fixture
-def private_netns() -> Iterator[None]:
-    with private_network():
-        yield
-
-
-def test_start_dashboard_serves_the_page_and_stops(db: Path, private_netns: None) -> None:
-    dashboard_process = start_dashboard(db)
-    try:
-        assert dashboard_process.url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(dashboard_process.url, timeout=10) as response:
-            assert response.status == 200
-    finally:
-        first = dashboard_process.stop()
-    assert first is not None and not dashboard_process.running
-    assert dashboard_process.stop() == first  # idempotent
-    assert not db.exists()
-
-
-def test_start_dashboard_says_why_it_died(db: Path, private_netns: None) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(DashboardError, match="exited with status"):
-            start_dashboard(db, port=port)
-
-
-def test_the_dashboard_uses_the_model_layers_uncalibrated_wording() -> None:
-    from dashboard.views import UNCALIBRATED as shown
-
-    assert shown == UNCALIBRATED_WARNING

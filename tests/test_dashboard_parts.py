@@ -1,0 +1,136 @@
+"""The dashboard's parts on their own (database path, redraw fingerprint, verdict re-colouring, CSV/JSON, what it
+imports) and `dashboard.launch` starting a real server in a private network namespace."""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard import data
+from dashboard.launch import DashboardError, start_dashboard
+from dashboard.verdicts import shown_verdict
+from model.weights import UNCALIBRATED_WARNING
+from stream.scores import VerdictState
+from stream.store import StoreReader, StoreWriter
+from tests.dashboard_store import INFO, ROOT, Run, dashboard
+from tests.netns import private_network
+
+# ---- pure parts --------------------------------------------------------------------------------------------------
+
+
+def test_db_path_argument_then_environment_then_default() -> None:
+    assert data.db_path(["--db", "a.db"], {data.DB_ENV: "b.db"}) == Path("a.db")
+    assert data.db_path(["-q", "tests/x.py"], {data.DB_ENV: "b.db"}) == Path("b.db")  # pytest's argv under AppTest
+    assert data.db_path([], {}) == Path("runs/deepfake.db")
+
+
+def test_page_redraws_when_the_store_a_run_a_stream_or_the_run_state_appears(db: Path) -> None:
+    """The watcher reruns the whole page when this fingerprint changes, and only then."""
+    seen = [data.fingerprint(db, data.LATEST)]  # no store yet
+    with StoreWriter(db) as writer:
+        seen.append(data.fingerprint(db, data.LATEST))  # a store with no runs
+        run = Run(writer)
+        writer.commit()
+        seen.append(data.fingerprint(db, data.LATEST))  # a run
+        run.stream()
+        writer.commit()
+        seen.append(data.fingerprint(db, data.LATEST))  # its first stream
+        run.face(1, VerdictState.REAL, 0.2)
+        writer.commit()
+        assert data.fingerprint(db, data.LATEST) == seen[-1]  # new scores: the fragments show them, no redraw
+        writer.end_session(run.sid)
+        seen.append(data.fingerprint(db, data.LATEST))  # the run ended
+        assert data.fingerprint(db, run.sid) == seen[-1]  # the same run, picked by its id
+    assert len(set(seen)) == len(seen), seen
+
+
+@pytest.mark.parametrize(
+    ("stored", "rolling", "threshold", "calibrated", "expected"),
+    [
+        ("REAL", 0.35, 0.5, True, "REAL"),  # the detector's own threshold: its verdict as stored
+        ("UNSURE", 0.9, 0.5, True, "UNSURE"),  # (even where it has not decided yet)
+        ("REAL", 0.35, 0.25, True, "FAKE"),  # 0.35 >= 0.25 + 0.1
+        ("FAKE", 0.35, 0.75, True, "REAL"),  # 0.35 <= 0.75 - 0.1
+        ("FAKE", 0.35, 0.30, True, "FAKE"),  # inside the band the face keeps its verdict
+        ("REAL", 0.35, 0.30, True, "REAL"),
+        ("UNSURE", 0.9, 0.1, False, "UNSURE"),  # uncalibrated: never a verdict
+        ("UNSURE", None, 0.1, True, "UNSURE"),  # not scored yet
+    ],
+)
+def test_shown_verdict(stored: str, rolling: float | None, threshold: float, calibrated: bool, expected: str) -> None:
+    assert shown_verdict(stored, rolling, threshold, 0.5, 0.1, calibrated) == expected
+
+
+def test_face_summaries_as_csv_and_json(db: Path, writer: StoreWriter) -> None:
+    run = Run(writer)
+    run.stream()
+    run.face(1, VerdictState.FAKE, 0.75, n=30)
+    writer.commit()
+    with StoreReader(db) as reader:
+        frame = data.summaries_frame(reader, run.sid)
+        session = reader.sessions()[0]
+    csv = data.summaries_csv(frame).decode().splitlines()
+    assert csv[0].split(",") == data.SUMMARY_COLUMNS
+    row = dict(zip(data.SUMMARY_COLUMNS, csv[1].split(","), strict=True))
+    assert row["verdict"] == "FAKE" and row["frames_scored"] == "30" and float(row["mean_p_fake"]) == 0.75
+    assert float(row["first_media_s"]) == 0.0 and float(row["last_media_s"]) == pytest.approx(29 / 30)
+    document = json.loads(data.summaries_json(frame, session))
+    assert document["checkpoint"] == INFO.checkpoint and document["calibrated"] is True
+    assert document["faces"][0]["max_p_fake"] == 0.75 and document["faces"][0]["face"] == 1
+    at = dashboard()
+    assert [b.label for b in at.download_button] == ["Download CSV", "Download JSON"]
+
+
+def test_dashboard_imports_only_the_store_from_the_project() -> None:
+    project = {"stream", "model", "run_stream", "dashboard", "tests", "bench"}
+    for path in (ROOT / "dashboard").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in project:
+                    assert name == "stream.store" or name.startswith("dashboard"), f"{path.name} imports {name}"
+
+
+# ---- launching the dashboard (a real server: in a private network namespace) -------------------------------------
+
+
+@pytest.fixture
+def private_netns() -> Iterator[None]:
+    with private_network():
+        yield
+
+
+def test_start_dashboard_serves_the_page_and_stops(db: Path, private_netns: None) -> None:
+    dashboard_process = start_dashboard(db)
+    try:
+        assert dashboard_process.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(dashboard_process.url, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        first = dashboard_process.stop()
+    assert first is not None and not dashboard_process.running
+    assert dashboard_process.stop() == first  # idempotent
+    assert not db.exists()
+
+
+def test_start_dashboard_says_why_it_died(db: Path, private_netns: None) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DashboardError, match="exited with status"):
+            start_dashboard(db, port=port)
+
+
+def test_the_dashboard_uses_the_model_layers_uncalibrated_wording() -> None:
+    from dashboard.views import UNCALIBRATED as shown
+
+    assert shown == UNCALIBRATED_WARNING
