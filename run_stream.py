@@ -15,41 +15,19 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from dashboard.launch import DashboardError, start_dashboard
 from model.engine import EngineError, build_engine
 from model.summary import summarise
 from model.weights import UNCALIBRATED_WARNING, CheckpointError, LoadedModel, resolve_weights
-from stream.clips import ClipSettings
+from stream.config import DEFAULT_CONFIG, MAX_WINDOW, MIN_WINDOW, ConfigError, Settings, load_settings
 from stream.demo import astronaut_face_crops, demo_frames
+from stream.detector import Detector
 from stream.face_model import FaceModelError
-from stream.faces import BoxMapping, FaceDetector
-from stream.pipeline import MAX_WINDOW, MIN_WINDOW, FaceSummary, Pipeline, PipelineConfig
-from stream.scores import VerdictPolicy
-from stream.sources import Source, SourceError, SourceOptions, SourceSpec, parse_source
-from stream.store import SessionInfo, StoreError, StoreWriter
+from stream.sources import SourceError, SourceSpec, parse_source
+from stream.store import FaceSummary, StoreError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 log = logging.getLogger("deepfake_stream")
-
-
-class ConfigError(Exception):
-    """A configuration file or a flag value that cannot be used."""
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"config {path} must be a mapping of sections")
-    return content
 
 
 def window_length(text: str) -> int:
@@ -74,6 +52,19 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+# Each flag overrides the config key of the same meaning.
+FLAG_KEYS = {
+    "weights": "model.weights",
+    "window": "model.window",
+    "stride": "model.stride",
+    "window_mode": "model.window_mode",
+    "device": "model.device",
+    "cpu_engine": "model.cpu_engine",
+    "db": "store.db",
+    "realtime": "sources.realtime",
+}
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = OneLineParser(prog="run_stream.py", description="Real-time deepfake detection for live video.")
     parser.add_argument("sources", nargs="*", metavar="SOURCE", help="demo | 0 | /dev/video0 | rtsp://… | FILE")
@@ -82,7 +73,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=window_length, help=f"frames per window, {MIN_WINDOW}..{MAX_WINDOW}")
     parser.add_argument("--stride", type=positive_int, help="score each face every N scored crops")
     parser.add_argument("--window-mode", choices=["mean", "last"])
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "torch"])
     parser.add_argument("--db", type=Path, help="the score store (SQLite)")
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
@@ -96,88 +87,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _setting(args_value: Any, config: dict[str, Any], section: str, key: str, default: Any) -> Any:
-    if args_value is not None:
-        return args_value
-    return config.get(section, {}).get(key, default)
-
-
-def pipeline_config(args: argparse.Namespace, config: dict[str, Any]) -> PipelineConfig:
-    verdicts, pipeline, tracking, faces = (config.get(k, {}) for k in ("verdicts", "pipeline", "tracking", "faces"))
-    try:
-        return PipelineConfig(
-            window=int(_setting(args.window, config, "model", "window", 20)),
-            stride=int(_setting(args.stride, config, "model", "stride", 1)),
-            window_mode=str(_setting(args.window_mode, config, "model", "window_mode", "mean")),
-            max_batch=int(pipeline.get("max_batch", 16)),
-            max_wait_ms=float(pipeline.get("max_wait_ms", 0)),
-            min_face_score=float(faces.get("min_score", 0.5)),
-            iou_threshold=float(tracking.get("iou_threshold", 0.3)),
-            max_missed_frames=int(tracking.get("max_missed_frames", 15)),
-            annotate_fps=float(pipeline.get("annotate_fps", 4)),
-            status_interval_s=float(pipeline.get("status_interval_s", 5)),
-            policy=VerdictPolicy(
-                threshold=float(verdicts.get("threshold", 0.5)),
-                hysteresis=float(verdicts.get("hysteresis", 0.1)),
-                rolling=int(verdicts.get("rolling", 5)),
-            ),
-            clips=clip_settings(config),
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"bad setting: {error}") from None
-
-
-def clip_settings(config: dict[str, Any]) -> ClipSettings | None:
-    clips = config.get("clips", {})
-    if not clips.get("enabled", True):
-        return None
-    return ClipSettings(
-        directory=Path(clips.get("directory", "runs/clips")),
-        post_roll_s=float(clips.get("post_roll_s", 3)),
-        size=int(clips.get("size", 112)),
-        max_total_mb=float(clips.get("max_total_mb", 500)),
-    )
-
-
-def box_mapping(config: dict[str, Any]) -> BoxMapping:
-    faces = config.get("faces", {})
-    try:
-        return BoxMapping(
-            dx=float(faces.get("box_dx", 0.066)),
-            dy=float(faces.get("box_dy", 0.077)),
-            scale_w=float(faces.get("box_scale_w", 0.886)),
-            scale_h=float(faces.get("box_scale_h", 0.887)),
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"bad face box setting: {error}") from None
-
-
-def source_options(config: dict[str, Any]) -> SourceOptions:
-    settings = config.get("sources", {})
-    known = {k: float(v) if "_s" in k else int(v) for k, v in settings.items() if k in SourceOptions.__annotations__}
-    return SourceOptions(**known)
-
-
-def stream_ids(specs: Sequence[SourceSpec]) -> list[str]:
-    """Short, unique, credential-free names: `demo`, `video0`, the file's stem, the camera's host and path."""
-    names: list[str] = []
-    for spec in specs:
-        if spec.kind == "file":
-            base = Path(spec.target).stem
-        elif spec.kind == "rtsp":
-            base = spec.display.split("://", 1)[1].split("@")[-1].replace("/", "_").strip("_")
-        else:
-            base = Path(spec.target).name
-        name, n = base or spec.kind, 2
-        while name in names:
-            name, n = f"{base}-{n}", n + 1
-        names.append(name)
-    return names
-
-
-def make_source(stream_id: str, spec: SourceSpec, options: SourceOptions, realtime: bool) -> Source:
-    producer = demo_frames if spec.kind == "demo" else None
-    return Source(stream_id, spec, options, realtime=realtime, producer=producer)
+def resolve_settings(args: argparse.Namespace) -> Settings:
+    """The config file, then the flags over the same keys."""
+    return load_settings(args.config, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
 
 
 def print_summary(summaries: Sequence[FaceSummary], stream_names: Sequence[str], calibrated: bool) -> None:
@@ -213,114 +125,75 @@ def write_report(path: Path, session_id: str, loaded: LoadedModel, summaries: Se
         raise ConfigError(f"cannot write report {path}: {error.strerror}") from None
 
 
-def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    settings = PipelineSettings(args, config)
-    specs: list[SourceSpec] = []
-    failed = 0
-    for reference in args.sources:
+def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
+    """The references that parse, and how many did not (each said on stderr)."""
+    specs, failed = [], 0
+    for reference in references:
         try:
             specs.append(parse_source(reference))
         except SourceError as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
+    return specs, failed
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    specs, failed = parse_sources(args.sources)
     if not specs:
         return 1
-    loaded = resolve_weights(settings.weights)
-    engine = build_engine(loaded, settings.device, settings.cpu_engine)
-    if not loaded.calibrated:
-        log.warning("%s: every verdict will be UNSURE", UNCALIBRATED_WARNING)
-    log.info("model: %s on %s (%s)", loaded.describe(), engine.device, engine.name)
-    mapping = box_mapping(config)
-    with StoreWriter(settings.db, retention_days=settings.retention_days) as store:
-        session_id = store.start_session(
-            SessionInfo(
-                checkpoint=loaded.name,
-                calibrated=loaded.calibrated,
-                window=settings.pipeline.window,
-                stride=settings.pipeline.stride,
-                window_mode=settings.pipeline.window_mode,
-                threshold=settings.pipeline.policy.threshold,
-                hysteresis=settings.pipeline.policy.hysteresis,
-                device=str(engine.device),
-                engine=engine.name,
-                sources=[s.display for s in specs],
-            )
-        )
-        pipeline = Pipeline(
-            engine,
-            loaded,
-            store,
-            session_id,
-            settings.pipeline,
-            detector_factory=lambda: FaceDetector(min_score=settings.pipeline.min_face_score, mapping=mapping),
-        )
-        names = stream_ids(specs)
-        sources = []
-        for name, spec in zip(names, specs, strict=True):
-            source = make_source(name, spec, settings.source_options, settings.realtime)
+    detector = Detector(settings, sources=[s.display for s in specs])
+    dashboard = None
+    try:
+        loaded = detector.loaded
+        if not loaded.calibrated:
+            log.warning("%s: every verdict will be UNSURE", UNCALIBRATED_WARNING)
+        log.info("model: %s on %s (%s)", loaded.describe(), detector.engine.device, detector.engine.name)
+        for spec in specs:
             try:
-                source.open()
+                source = detector.open_source(spec, producer=demo_frames if spec.kind == "demo" else None)
             except SourceError as error:
                 print(f"error: {error}", file=sys.stderr)
                 failed += 1
                 continue
-            pipeline.add_source(source)
-            sources.append(source)
-            log.info("%s: %s (%s)", name, spec.display, "live" if source.live else "file, as fast as possible")
-        if not sources:
-            store.end_session(session_id)
+            log.info(
+                "%s: %s (%s)", source.stream_id, spec.display, "live" if source.live else "file, as fast as possible"
+            )
+        if not detector.sources:
             return 1
         interrupted = threading.Event()
 
         def on_signal(*_: object) -> None:
             interrupted.set()
-            pipeline.stop()
+            detector.stop()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
-        store.commit()
-        dashboard = start_dashboard(settings.db) if args.dashboard else None
-        try:
-            if dashboard:
-                print(f"dashboard: {dashboard.url}", flush=True)
-            log.info("session %s writing to %s; Ctrl-C stops", session_id, settings.db)
-            pipeline.run(args.duration)
-            store.end_session(session_id)
-            if dashboard and not interrupted.is_set() and args.duration is None:
-                log.info("the detector is done; the dashboard stays at %s until Ctrl-C", dashboard.url)
-                interrupted.wait()
-        finally:
-            if dashboard:
-                dashboard.stop()
-        for source in sources:
-            if source.last_error:
-                print(f"warning: {source.last_error}", file=sys.stderr)
-        summaries = pipeline.face_summaries()
-    print_summary(summaries, [s.stream_id for s in sources], loaded.calibrated)
+        dashboard = start_dashboard(settings.store.db) if args.dashboard else None
+        if dashboard:
+            print(f"dashboard: {dashboard.url}", flush=True)
+        log.info("session %s writing to %s; Ctrl-C stops", detector.session_id, settings.store.db)
+        detector.run(args.duration)
+        detector.close()
+        if dashboard and not interrupted.is_set() and args.duration is None:
+            log.info("the detector is done; the dashboard stays at %s until Ctrl-C", dashboard.url)
+            interrupted.wait()
+    finally:
+        detector.close()
+        if dashboard:
+            dashboard.stop()
+    for source in detector.sources:
+        if source.last_error:
+            print(f"warning: {source.last_error}", file=sys.stderr)
+    summaries = detector.face_summaries()
+    print_summary(summaries, [s.stream_id for s in detector.sources], loaded.calibrated)
     if args.report:
-        write_report(args.report, session_id, loaded, summaries)
+        write_report(args.report, detector.session_id, loaded, summaries)
     return 1 if failed else 0
 
 
-class PipelineSettings:
-    """Flags over the config file, resolved once."""
-
-    def __init__(self, args: argparse.Namespace, config: dict[str, Any]) -> None:
-        self.weights = _setting(args.weights, config, "model", "weights", "auto")
-        self.device = _setting(args.device, config, "model", "device", "auto")
-        self.cpu_engine = _setting(args.cpu_engine, config, "model", "cpu_engine", "auto")
-        self.db = Path(_setting(args.db, config, "store", "db", "runs/deepfake.db"))
-        self.retention_days = config.get("store", {}).get("retention_days", 30)
-        self.realtime = bool(_setting(args.realtime, config, "sources", "realtime", False))
-        self.pipeline = pipeline_config(args, config)
-        self.source_options = source_options(config)
-
-
-def model_info(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    settings = config.get("model", {})
-    loaded = resolve_weights(args.weights or settings.get("weights", "auto"))
-    device = args.device or settings.get("device", "auto")
-    engine = build_engine(loaded, device, args.cpu_engine or settings.get("cpu_engine", "auto"))
+def model_info(settings: Settings) -> int:
+    loaded = resolve_weights(settings.model.weights)
+    engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine)
     for line in summarise(loaded, engine, astronaut_face_crops()).lines():
         print(line)
     return 0
@@ -330,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
-        config = load_config(args.config)
-        return model_info(args, config) if args.model_info else run(args, config)
+        settings = resolve_settings(args)
+        return model_info(settings) if args.model_info else run(args, settings)
     except (ConfigError, CheckpointError, EngineError, StoreError, FaceModelError, DashboardError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

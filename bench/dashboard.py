@@ -2,7 +2,7 @@
 
 A page load here is one fresh `streamlit.testing.v1.AppTest` run of dashboard/app.py: the whole script, every
 store query, every chart built and serialised (what the server does for a new browser tab; the browser's own
-drawing is not included). The stores are made in a temp dir through `StoreWriter`, as the detector fills one.
+drawing is not included). The stores are made in a temp dir through `ScoreWriter`, as the detector fills one.
 The target (issue: "a page load with 10,000 stored scores renders in under a second") is checked here, not in
 a timed test. Run: `.venv/bin/python bench/dashboard.py [--scores 10000] [--faces 8] [--repeats 7]`.
 """
@@ -26,7 +26,7 @@ from bench.common import median_seconds, print_table
 from dashboard.data import DB_ENV
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, VerdictState, WindowScore
-from stream.store import SessionInfo, StoreWriter
+from stream.store import AnnotatedFrame, FaceUpdate, SessionInfo, StreamInfo, open_writer
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 INFO = SessionInfo("model_87_acc_20_frames_final_data.pt", True, 20, 1, "mean", 0.5, 0.1, "cpu", "onnxruntime", [])
@@ -42,11 +42,11 @@ def fill(db: Path, scores: int, faces: int, kind: str) -> None:
     """One run, one stream of `kind`, `faces` faces sharing `scores` window scores, a frame, health and alerts."""
     rng = np.random.default_rng(1)
     t0 = time.time() - 600
-    with StoreWriter(db) as writer:
+    with open_writer(db) as writer:
         sid = writer.start_session(INFO, started_at=t0)
-        writer.add_stream(sid, "cam", "cam.mp4" if kind == "file" else "rtsp://cam.local/stream", kind)
+        writer.add_stream(sid, StreamInfo("cam", "cam.mp4" if kind == "file" else "rtsp://cam.local/stream", kind))
         writer.write_health(sid, StreamHealth("cam", StreamState.LIVE, 30.0, 29.0, 12, 0, None), time.time())
-        writer.write_frame(sid, "cam", jpeg(360, 640), time.time())
+        writer.write_frame(sid, AnnotatedFrame("cam", time.time(), jpeg(360, 640)))
         thumbnail = jpeg(96, 96)
         per_face = scores // faces if faces else 0
         for track in range(1, faces + 1):
@@ -59,10 +59,22 @@ def fill(db: Path, scores: int, faces: int, kind: str) -> None:
             )
             verdict = VerdictState.FAKE if track % 2 else VerdictState.REAL
             state = "live" if track <= faces // 2 else "gone"
-            writer.upsert_face(
-                sid, "cam", track, t0, t0 + per_face / 30, 0.0, per_face / 30, state, verdict, float(p[-1]),
-                per_face, thumbnail,
-            )  # fmt: skip
+            writer.write_face(
+                sid,
+                FaceUpdate(
+                    "cam",
+                    track,
+                    t0,
+                    t0 + per_face / 30,
+                    0.0,
+                    per_face / 30,
+                    state,
+                    verdict,
+                    float(p[-1]),
+                    per_face,
+                    thumbnail,
+                ),
+            )
             if verdict is VerdictState.FAKE:
                 writer.write_alert(sid, Alert("cam", track, "turned_fake", t0 + track, 0.8, None))
         writer.end_session(sid)

@@ -23,17 +23,15 @@ from bench.common import print_table
 from bench.pipeline import make_video
 from model.engine import build_engine
 from model.weights import random_model
-from stream.pipeline import Pipeline, PipelineConfig
+from stream.config import Settings, with_overrides
+from stream.detector import Detector
 from stream.sources import (
     DecodedFrame,
-    Source,
     SourceOptions,
     SourceSpec,
     decode_frames,
     open_container,
-    parse_source,
 )
-from stream.store import SessionInfo, StoreWriter
 
 WARMUP_S = 5.0
 
@@ -59,19 +57,21 @@ def looping(spec: SourceSpec) -> Iterator[DecodedFrame]:
 def run_live(video: Path, faces: int, seconds: float, folder: Path, rtsp_url: str | None = None) -> list[object]:
     loaded = random_model()
     engine = build_engine(loaded, "auto", "auto", folder / "cache")
-    config = PipelineConfig(window=20, status_interval_s=1e9)
+    overrides = {
+        "model.window": 20,
+        "pipeline.status_interval_s": 1e9,
+        "sources.realtime": True,
+        "clips.enabled": False,
+        "store.db": str(folder / f"live{faces}.db"),
+    }
+    settings = with_overrides(Settings(), overrides, "bench")
     rss: list[tuple[float, float]] = []
-    with StoreWriter(folder / f"live{faces}.db") as store:
-        info = SessionInfo(loaded.name, loaded.calibrated, 20, 1, "mean", 0.5, 0.1, "cpu", engine.name, [])
-        session = store.start_session(info)
-        pipeline = Pipeline(engine, loaded, store, session, config)
+    with Detector(settings, [rtsp_url or video.name], loaded=loaded, engine=engine) as detector:
         if rtsp_url:
-            source = Source("live", parse_source(rtsp_url))
+            source = detector.open_source(rtsp_url, "live")
         else:
             spec = SourceSpec("file", str(video), live=False, display=video.name)
-            source = Source("live", spec, realtime=True, producer=lambda: looping(spec))
-        source.open()
-        pipeline.add_source(source)
+            source = detector.open_source(spec, "live", producer=lambda: looping(spec))
         started = time.monotonic()
 
         def sample() -> None:
@@ -81,10 +81,10 @@ def run_live(video: Path, faces: int, seconds: float, folder: Path, rtsp_url: st
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        pipeline.run(duration_s=seconds)
+        detector.run(duration_s=seconds)
         elapsed = time.monotonic() - started
-        summaries = pipeline.face_summaries()
-        timings = {t.stage: t for t in pipeline.stage_timings()}
+        summaries = detector.face_summaries()
+        timings = {t.stage: t for t in detector.pipeline.stage_timings()}
         dropped, frames = source.dropped, source.frames_read
     per_face = sorted((s.frames_scored / elapsed for s in summaries if s.frames_scored), reverse=True)[:faces]
     after_warmup = [m for t, m in rss if t >= WARMUP_S] or [m for _, m in rss]

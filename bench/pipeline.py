@@ -25,10 +25,9 @@ from bench.common import print_table
 from model.engine import Engine, build_engine
 from model.network import FrameOutputs, WindowMode
 from model.weights import random_model
+from stream.config import Settings, with_overrides
 from stream.demo import background, head_patch, paste
-from stream.pipeline import Pipeline, PipelineConfig
-from stream.sources import Source, parse_source
-from stream.store import SessionInfo, StoreWriter
+from stream.detector import Detector
 
 STAGES = ("decode", "detect", "track", "preprocess", "encode", "score", "store", "latency")
 
@@ -68,20 +67,16 @@ def make_video(path: Path, faces: int, frames: int) -> Path:
 
 
 def replay(video: Path, engine: Engine, loaded, window: int, db: Path) -> dict[str, float]:
-    config = PipelineConfig(window=window, status_interval_s=1e9)
-    with StoreWriter(db) as store:
-        info = SessionInfo(loaded.name, loaded.calibrated, window, 1, "mean", 0.5, 0.1, "cpu", engine.name, [])
-        session = store.start_session(info)
-        pipeline = Pipeline(engine, loaded, store, session, config)
-        source = Source("bench", parse_source(str(video)))
-        source.open()
-        pipeline.add_source(source)
+    overrides = {"model.window": window, "pipeline.status_interval_s": 1e9, "clips.enabled": False, "store.db": str(db)}
+    settings = with_overrides(Settings(), overrides, "bench")
+    with Detector(settings, [video.name], loaded=loaded, engine=engine) as detector:
+        source = detector.open_source(str(video), "bench")
         started = time.perf_counter()
-        pipeline.run()
+        detector.run()
         elapsed = time.perf_counter() - started
-        crops = sum(s.crops for s in pipeline.face_summaries())
+        crops = sum(s.crops or 0 for s in detector.face_summaries())
         stats = {"fps": source.frames_read / elapsed, "crops/s": crops / elapsed}
-        for timing in pipeline.stage_timings():
+        for timing in detector.pipeline.stage_timings():
             stats[f"{timing.stage} p50"], stats[f"{timing.stage} p95"] = timing.p50_ms, timing.p95_ms
         return stats
 

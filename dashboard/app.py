@@ -25,7 +25,7 @@ if _REPOSITORY not in sys.path:
 import streamlit as st  # noqa: E402
 
 from dashboard import data, views  # noqa: E402
-from stream.store import SessionRow, StoreError, StoreReader, StreamRow  # noqa: E402
+from stream.store import ScoreReader, SessionRow, StoreError, StreamRow  # noqa: E402
 
 STREAMS_REFRESH_S = 0.5  # the latest annotated frame and health: about twice a second
 FACES_REFRESH_S = 1.0  # face cards (with charts) and alerts
@@ -33,7 +33,7 @@ WATCH_S = 1.0  # how often the page looks for a new store, a new run or a change
 ALL_STREAMS = ""
 
 
-def guarded(db: Path, draw: Callable[[StoreReader | None], None]) -> None:
+def guarded(db: Path, draw: Callable[[ScoreReader | None], None]) -> None:
     """Draw with a reader for this page or fragment run (None: no store yet); a store that cannot be read is
     shown as an error, never raised."""
     try:
@@ -49,11 +49,11 @@ def _watch(db: Path, choice: str, seen: tuple[object, ...]) -> None:
 
 
 def _live_part(
-    draw: Callable[[StoreReader, SessionRow, dict[str, StreamRow], views.View], None], view: views.View
+    draw: Callable[[ScoreReader, SessionRow, dict[str, StreamRow], views.View], None], view: views.View
 ) -> None:
     """One live part of the page (a fragment's body): reads the session and its streams afresh, then draws."""
 
-    def body(reader: StoreReader | None) -> None:
+    def body(reader: ScoreReader | None) -> None:
         session = (
             None if reader is None else next((s for s in reader.sessions() if s.session_id == view.session_id), None)
         )
@@ -66,7 +66,7 @@ def _live_part(
 
 
 def sidebar(
-    db: Path, sessions: list[SessionRow], reader: StoreReader
+    db: Path, sessions: list[SessionRow], reader: ScoreReader
 ) -> tuple[SessionRow, list[StreamRow], views.View]:
     """Session picker, stream selector, time range and threshold slider; the session and view they choose."""
     now = time.time()
@@ -113,7 +113,7 @@ def sidebar(
     return session, streams, view
 
 
-def page(db: Path, reader: StoreReader | None) -> None:
+def page(db: Path, reader: ScoreReader | None) -> None:
     if reader is None:
         views.no_database(db)
         return

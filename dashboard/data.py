@@ -1,6 +1,6 @@
 """What the dashboard reads: the store's path, a session's status, and store rows as pandas frames, CSV and JSON.
 
-Reads only, through `stream.store.StoreReader` (the one thing the dashboard imports from the project). Nothing
+Reads only, through `stream.store.ScoreReader` (the one thing the dashboard imports from the project). Nothing
 here renders; `dashboard/views.py` does.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stream.store import AlertRow, FaceRow, SessionRow, StoreError, StoreReader, StreamRow
+from stream.store import AlertRow, FaceRow, ScoreReader, SessionRow, StoreError, StreamRow, open_reader
 
 DB_ENV = "DEEPFAKE_STREAM_DB"
 DEFAULT_DB = Path("runs/deepfake.db")
@@ -48,12 +48,12 @@ def db_path(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
 
 
 @contextlib.contextmanager
-def open_store(path: Path) -> Iterator[StoreReader | None]:
+def open_store(path: Path) -> Iterator[ScoreReader | None]:
     """A reader for this page run, or None while the file does not exist; `StoreError` when it cannot be read."""
     if not path.is_file():
         yield None
         return
-    reader = StoreReader(path)
+    reader = open_reader(path)
     try:
         yield reader
     finally:
@@ -143,7 +143,7 @@ def _utc_offset_s() -> float:
 
 
 def scores_frame(
-    reader: StoreReader,
+    reader: ScoreReader,
     session_id: str,
     face: FaceRow,
     since: float | None = None,
@@ -191,7 +191,7 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def summaries_frame(reader: StoreReader, session_id: str) -> pd.DataFrame:
+def summaries_frame(reader: ScoreReader, session_id: str) -> pd.DataFrame:
     """Per face: media time span, wall-clock span (ISO, local), window scores stored, final verdict, mean/max."""
     rows = reader.face_summaries(session_id)
     return pd.DataFrame(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
+from stream.store import VerdictState, band_verdict
+
 VERDICT_COLOURS = {"FAKE": "red", "REAL": "green", "UNSURE": "gray"}
-# Band edges are inclusive, as in the detector; this slack keeps a rolling mean from missing one by one ulp.
-_BAND_EPS = 1e-9
 
 
 def shown_verdict(
@@ -28,11 +28,9 @@ def shown_verdict(
         return "UNSURE"
     if rolling_p_fake is None or math.isclose(threshold, detector_threshold, abs_tol=1e-6):
         return stored
-    if rolling_p_fake >= threshold + hysteresis - _BAND_EPS:
-        return "FAKE"
-    if rolling_p_fake <= threshold - hysteresis + _BAND_EPS:
-        return "REAL"
-    return stored
+    # The detector's own band (inclusive edges), against the slider's threshold; inside it the stored verdict stays.
+    shown = band_verdict(rolling_p_fake, threshold, hysteresis, VerdictState.UNSURE)
+    return stored if shown is VerdictState.UNSURE else str(shown)
 
 
 def badge(verdict: str) -> str:

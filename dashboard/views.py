@@ -14,9 +14,8 @@ import streamlit as st
 from dashboard import data
 from dashboard.charts import timeline_chart
 from dashboard.verdicts import badge, shown_verdict
-from stream.store import AlertRow, FaceRow, SessionRow, StoreReader, StreamRow
+from stream.store import UNCALIBRATED_WARNING, AlertRow, FaceRow, ScoreReader, SessionRow, StreamRow
 
-UNCALIBRATED = "UNCALIBRATED: no trained weights loaded"
 MAX_ALERTS = 20
 FACE_COLUMNS = 2
 STATE_COLOURS = {"starting": "blue", "live": "green", "reconnecting": "orange", "ended": "gray", "failed": "red"}
@@ -48,9 +47,9 @@ def no_sessions(db: Path) -> None:
 def uncalibrated_banner(session: SessionRow) -> None:
     if not session.calibrated:
         st.error(
-            f"**{UNCALIBRATED}**: this run's checkpoint `{session.checkpoint}` is a seeded random model. Its scores "
-            "carry no meaning and every verdict is UNSURE. Put a trained checkpoint in `weights/` and restart the "
-            "detector.",
+            f"**{UNCALIBRATED_WARNING}**: this run's checkpoint `{session.checkpoint}` is a seeded random model. "
+            "Its scores carry no meaning and every verdict is UNSURE. Put a trained checkpoint in `weights/` and "
+            "restart the detector.",
             icon=":material/warning:",
         )
 
@@ -112,7 +111,7 @@ def picture(jpeg: bytes | None, missing: str, **options: object) -> None:
         st.caption("picture unreadable")
 
 
-def stream_panel(reader: StoreReader, session_id: str, stream: StreamRow, now: float) -> None:
+def stream_panel(reader: ScoreReader, session_id: str, stream: StreamRow, now: float) -> None:
     """The stream's latest annotated frame beside its health."""
     st.markdown(f"**{stream.stream_id}** · {stream.kind} · `{stream.source}`")
     frame_cell, health_cell = st.columns([1, 1])
@@ -127,7 +126,7 @@ def stream_panel(reader: StoreReader, session_id: str, stream: StreamRow, now: f
         _health(stream, now)
 
 
-def streams_section(reader: StoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
+def streams_section(reader: ScoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
     """Each chosen stream's latest annotated frame and health."""
     now = time.time()
     for stream_id in view.stream_ids:
@@ -149,7 +148,7 @@ def _span(face: FaceRow, media_time: bool) -> str:
     return f"seen {data.wall_time(face.first_seen)}–{data.wall_time(face.last_seen)}"
 
 
-def face_card(reader: StoreReader, session: SessionRow, face: FaceRow, stream: StreamRow | None, view: View) -> None:
+def face_card(reader: ScoreReader, session: SessionRow, face: FaceRow, stream: StreamRow | None, view: View) -> None:
     """Thumbnail, verdict (re-coloured to the page threshold), rolling p(fake) and the window-score timeline."""
     verdict = shown_verdict(
         str(face.verdict),
@@ -185,7 +184,7 @@ def face_card(reader: StoreReader, session: SessionRow, face: FaceRow, stream: S
 
 
 def _card_grid(
-    reader: StoreReader, session: SessionRow, faces: list[FaceRow], streams: dict[str, StreamRow], view: View
+    reader: ScoreReader, session: SessionRow, faces: list[FaceRow], streams: dict[str, StreamRow], view: View
 ) -> None:
     for start in range(0, len(faces), FACE_COLUMNS):
         columns = st.columns(FACE_COLUMNS)
@@ -194,7 +193,7 @@ def _card_grid(
                 face_card(reader, session, face, streams.get(face.stream_id), view)
 
 
-def faces_section(reader: StoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
+def faces_section(reader: ScoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
     """Per stream: the faces in the picture now, then the ones that left (with their final verdicts)."""
     since = data.since_t(session, view.range_s)
     for stream_id in view.stream_ids:
@@ -244,7 +243,7 @@ def alert_item(alert: AlertRow, db: Path, is_file: bool = False) -> None:
             st.video(str(path))
 
 
-def alerts_section(reader: StoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
+def alerts_section(reader: ScoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
     """Alerts of the chosen streams in the time range, newest first."""
     alerts = [a for a in reader.alerts(session.session_id) if a.stream_id in view.stream_ids]
     shown = data.alerts_in_range(alerts, data.since_t(session, view.range_s))
@@ -258,7 +257,7 @@ def alerts_section(reader: StoreReader, session: SessionRow, streams: dict[str, 
         st.caption(f"{len(shown) - MAX_ALERTS} older alerts not shown")
 
 
-def summaries_section(reader: StoreReader, session: SessionRow) -> None:
+def summaries_section(reader: ScoreReader, session: SessionRow) -> None:
     """Every face of the run in one table, downloadable as CSV and JSON."""
     frame = data.summaries_frame(reader, session.session_id)
     if frame.empty:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from torch import Tensor, nn
 from model.network import FrameOutputs, SeedNet, TemporalNet, WindowMode
 from model.weights import LoadedModel
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # cuda:N: the N-th CUDA GPU (0-based)
+_CUDA_INDEX = re.compile(r"cuda:(\d+)")
 CPU_ENGINES = ("auto", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Chosen by bench/encode.py on the 2-core dev CPU: ONNX Runtime beats torch eager at every batch size.
@@ -45,14 +47,26 @@ class Engine(Protocol):
         ...
 
 
+def is_device_name(device: str) -> bool:
+    """Whether `device` is spelled as one of DEVICES (auto, cpu, cuda, cuda:N with N a non-negative integer)."""
+    return device in ("auto", "cpu", "cuda") or _CUDA_INDEX.fullmatch(device) is not None
+
+
 def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when present; asking for CUDA without one is an EngineError."""
-    if device not in DEVICES:
+    """`auto` picks CUDA when present; asking for CUDA (or a GPU index) that is not there is an EngineError."""
+    if not isinstance(device, str) or not is_device_name(device):
         raise EngineError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EngineError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineError(f"--device {device} was asked for but no CUDA GPU is available; use --device auto or cpu")
+        index = _CUDA_INDEX.fullmatch(device)
+        count = torch.cuda.device_count()
+        if index is not None and int(index.group(1)) >= count:
+            raise EngineError(
+                f"--device {device} was asked for but this machine has {count} CUDA GPU(s): cuda:0..cuda:{count - 1}"
+            )
     return torch.device(device)
 
 

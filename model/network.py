@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import resnext50_32x4d
 
+from model.labels import ARCHITECTURE_NAMES
+
 FEATURE_DIM = 2048
 NUM_CLASSES = 2
 FAKE_INDEX = 0  # seed-notes.md: index 0 = FAKE, index 1 = REAL
@@ -153,7 +155,8 @@ class TemporalNet(nn.Module):
 
 
 DeepfakeNet = SeedNet | TemporalNet
-ARCHITECTURES: dict[str, type[SeedNet] | type[TemporalNet]] = {"seed": SeedNet, "temporal": TemporalNet}
+ARCHITECTURES: dict[str, type[SeedNet] | type[TemporalNet]] = {cls.arch: cls for cls in (SeedNet, TemporalNet)}
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, (tuple(ARCHITECTURES), ARCHITECTURE_NAMES)
 
 
 def build_network(arch: str) -> DeepfakeNet:

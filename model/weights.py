@@ -17,14 +17,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from model.labels import ARCHITECTURE_NAMES, LABEL_ORDER, UNCALIBRATED_WARNING
 from model.network import SeedNet, TemporalNet, build_network
 from model.preprocess import SEED_PREPROCESSING, Preprocessing
 
 OWN_FORMAT = "deepfake-stream/1"
-LABEL_ORDER = ("FAKE", "REAL")
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 UNCALIBRATED_NAME = "uncalibrated-random"
-UNCALIBRATED_WARNING = "UNCALIBRATED: no trained weights loaded"
 RANDOM_SEED = 0
 MAX_KEYS_NAMED = 5
 
@@ -170,7 +169,7 @@ def _load_own_format(content: Mapping[str, Any], path: Path) -> LoadedModel:
     absent = [k for k in required if k not in content]
     if absent:
         raise CheckpointError(f"checkpoint {path} ({OWN_FORMAT}) lacks fields: {', '.join(absent)}")
-    if content["arch"] not in ("seed", "temporal"):
+    if content["arch"] not in ARCHITECTURE_NAMES:
         raise CheckpointError(f"checkpoint {path} names an unknown architecture {content['arch']!r}")
     if tuple(content["label_order"]) != LABEL_ORDER:
         raise CheckpointError(f"checkpoint {path} has label order {content['label_order']}, expected {LABEL_ORDER}")

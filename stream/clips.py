@@ -11,9 +11,12 @@ import av
 import cv2
 import numpy as np
 
+from stream.scores import Alert
+
 
 @dataclass(frozen=True)
 class ClipSettings:
+    enabled: bool = True  # False: no evidence clips are written
     directory: Path = Path("runs/clips")
     post_roll_s: float = 3.0  # seconds of the face recorded after it turned FAKE
     size: int = 112  # clip frames are size x size
@@ -29,91 +32,83 @@ class ClipSettings:
 
 @dataclass(frozen=True)
 class FinishedClip:
-    alert_id: int
+    """A written clip and the alert it is evidence for."""
+
+    alert: Alert
     path: Path
     frames: int
 
 
-@dataclass
-class _OpenClip:
-    alert_id: int
-    path: Path
-    container: av.container.OutputContainer
-    stream: av.video.stream.VideoStream
-    ends_at: float
-    frames: int = 0
+class OpenClip:
+    """One face's clip being written: fed each new crop of the face until its post-roll is done."""
+
+    def __init__(self, recorder: ClipRecorder, alert: Alert, path: Path, ends_at: float) -> None:
+        settings = recorder.settings
+        self.alert, self.path, self.ends_at, self.frames = alert, path, ends_at, 0
+        self._recorder = recorder
+        self._container = av.open(str(path), "w")
+        self._stream = self._container.add_stream("libx264", rate=round(settings.fps))
+        self._stream.width = self._stream.height = settings.size
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"preset": "veryfast", "crf": "23"}
+        self._finished: FinishedClip | None = None
+
+    def write_pre_roll(self, crops: np.ndarray) -> None:
+        for crop in crops:
+            self._write(crop)
+
+    def feed(self, crop_bgr: np.ndarray, now: float | None = None) -> FinishedClip | None:
+        """Add the face's newest crop; returns the finished clip once the post-roll is complete."""
+        if self._finished is not None:
+            return None
+        self._write(crop_bgr)
+        now = time.monotonic() if now is None else now
+        return self.finish() if now >= self.ends_at else None
+
+    def finish(self) -> FinishedClip:
+        """Close the file (early when the face left or its stream ended); safe to call twice."""
+        if self._finished is None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._finished = FinishedClip(self.alert, self.path, self.frames)
+            self._recorder.enforce_budget(keep=self.path)
+        return self._finished
+
+    @property
+    def done(self) -> bool:
+        return self._finished is not None
+
+    def _write(self, crop_bgr: np.ndarray) -> None:
+        size = self._recorder.settings.size
+        image = cv2.resize(np.ascontiguousarray(crop_bgr), (size, size), interpolation=cv2.INTER_AREA)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = self.frames
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
 
 
 class ClipRecorder:
-    """Writes one clip per alert; the pipeline feeds it each new crop of a face that has a clip open."""
+    """Starts one clip per alert (the face holds it open) and keeps the clips folder within its disk budget."""
 
     def __init__(self, settings: ClipSettings) -> None:
         self.settings = settings
-        self._open: dict[tuple[str, int], _OpenClip] = {}
 
-    def recording(self, stream_id: str, track_id: int) -> bool:
-        return (stream_id, track_id) in self._open
-
-    def start(
-        self, alert_id: int, stream_id: str, track_id: int, pre_roll: np.ndarray, now: float | None = None
-    ) -> Path:
-        """Open a clip for this face and write `pre_roll` (N x H x W x 3 uint8 BGR crops, oldest first)."""
-        key = (stream_id, track_id)
-        if key in self._open:
-            self._close(key)
+    def start(self, alert: Alert, pre_roll: np.ndarray, now: float | None = None) -> OpenClip:
+        """Open a clip for the alert's face and write `pre_roll` (N x H x W x 3 uint8 BGR crops, oldest first)."""
         self.settings.directory.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        safe_stream = "".join(c if c.isalnum() or c in "-_" else "_" for c in stream_id)
-        path = self.settings.directory / f"{stamp}-{safe_stream}-face{track_id}-alert{alert_id}.mp4"
-        container = av.open(str(path), "w")
-        stream = container.add_stream("libx264", rate=round(self.settings.fps))
-        stream.width = stream.height = self.settings.size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(alert.t))
+        millis = int(alert.t % 1 * 1000)
+        safe_stream = "".join(c if c.isalnum() or c in "-_" else "_" for c in alert.stream_id)
+        path = self.settings.directory / f"{stamp}{millis:03d}-{safe_stream}-face{alert.track_id}.mp4"
         now = time.monotonic() if now is None else now
-        clip = _OpenClip(alert_id, path, container, stream, ends_at=now + self.settings.post_roll_s)
-        self._open[key] = clip
-        for crop in pre_roll:
-            self._write(clip, crop)
-        return path
+        clip = OpenClip(self, alert, path, ends_at=now + self.settings.post_roll_s)
+        clip.write_pre_roll(pre_roll)
+        return clip
 
-    def feed(
-        self, stream_id: str, track_id: int, crop_bgr: np.ndarray, now: float | None = None
-    ) -> FinishedClip | None:
-        """Add a face's newest crop to its open clip; returns the clip when its post-roll is complete."""
-        key = (stream_id, track_id)
-        clip = self._open.get(key)
-        if clip is None:
-            return None
-        self._write(clip, crop_bgr)
-        now = time.monotonic() if now is None else now
-        return self._close(key) if now >= clip.ends_at else None
-
-    def finish(self, stream_id: str, track_id: int) -> FinishedClip | None:
-        """Close a face's clip early (the face left or its stream ended)."""
-        return self._close((stream_id, track_id)) if (stream_id, track_id) in self._open else None
-
-    def finish_all(self) -> list[FinishedClip]:
-        return [self._close(key) for key in list(self._open)]
-
-    def _write(self, clip: _OpenClip, crop_bgr: np.ndarray) -> None:
-        size = self.settings.size
-        image = cv2.resize(np.ascontiguousarray(crop_bgr), (size, size), interpolation=cv2.INTER_AREA)
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = clip.frames
-        for packet in clip.stream.encode(frame):
-            clip.container.mux(packet)
-        clip.frames += 1
-
-    def _close(self, key: tuple[str, int]) -> FinishedClip:
-        clip = self._open.pop(key)
-        for packet in clip.stream.encode():
-            clip.container.mux(packet)
-        clip.container.close()
-        self._enforce_budget(keep=clip.path)
-        return FinishedClip(clip.alert_id, clip.path, clip.frames)
-
-    def _enforce_budget(self, keep: Path) -> None:
+    def enforce_budget(self, keep: Path) -> None:
+        """Delete the oldest clips until the folder is within `max_total_mb` (never `keep`)."""
         clips = sorted(self.settings.directory.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
         total = sum(p.stat().st_size for p in clips)
         budget = self.settings.max_total_mb * 1e6

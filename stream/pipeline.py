@@ -1,253 +1,213 @@
-"""The loop: pull frames from every source, detect, track, crop, encode crops in one batch, fill each face's ring,
-score windows, keep verdicts, and write everything to the store; drop policy and stage timings live here."""
+"""The loop: drain the command inbox, take the newest frame of every stream, cut its faces, encode every crop in
+one batch, score the faces whose window is due, and send what happened to the sinks; publish health snapshots.
+
+The loop thread owns all of its state. Other threads post commands (`add_source`, `remove_source`, `stop`) and
+read the published snapshots (`health`, `faces`, `face_summaries`, `stage_timings`).
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-import torch
-
 from model.engine import Engine
-from model.network import FrameOutputs
-from model.preprocess import crop_face, crops_to_batch
 from model.weights import LoadedModel
-from stream.annotate import FaceLabel, annotated_jpeg, thumbnail_jpeg
-from stream.clips import ClipRecorder, ClipSettings, FinishedClip
-from stream.faces import Detection, FaceDetector
+from stream.annotate import FaceLabel, annotated_jpeg
+from stream.clips import ClipRecorder
+from stream.config import Settings
+from stream.cropping import FaceCrop, FaceCropper
+from stream.encoder import CropEncoder
+from stream.face import Face, FaceRegistry, RingShape
+from stream.faces import FaceDetector
 from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth
-from stream.rings import RingStore
-from stream.scores import FaceScorer, VerdictPolicy, VerdictState, WindowScore
+from stream.inbox import AddSource, Inbox, RemoveSource, Stop
+from stream.scores import VerdictState, WindowScore
+from stream.sinks import Event, Sink, StageTimings
 from stream.sources import Frame, Source
-from stream.store import StoreWriter
-from stream.tracking import Track, Tracker
+from stream.status import status_line
+from stream.store import AnnotatedFrame, FaceSummary, FaceUpdate, StreamInfo
+from stream.tracking import Tracker
 
 log = logging.getLogger("deepfake_stream")
 
-MIN_WINDOW, MAX_WINDOW = 10, 100
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    window: int = 20
-    stride: int = 1
-    window_mode: str = "mean"
-    max_batch: int = 16
-    max_wait_ms: float = 0.0
-    min_face_score: float = 0.5
-    iou_threshold: float = 0.3
-    max_missed_frames: int = 15
-    thumb_size: int = 112  # ring crops: the evidence clips' pre-roll
-    annotate_fps: float = 4.0
-    health_interval_s: float = 1.0
-    status_interval_s: float = 5.0
-    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
-    clips: ClipSettings | None = None  # None: no evidence clips
-
-    def __post_init__(self) -> None:
-        if not MIN_WINDOW <= self.window <= MAX_WINDOW:
-            raise ValueError(f"window must be {MIN_WINDOW}..{MAX_WINDOW} frames, got {self.window}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be at least 1, got {self.stride}")
-        if self.window_mode not in ("mean", "last"):
-            raise ValueError(f"window mode must be mean or last, got {self.window_mode!r}")
-        if self.max_batch < 1:
-            raise ValueError(f"max batch must be at least 1, got {self.max_batch}")
+FEATURE_DIM = 2048
+SOURCE_JOIN_S = 5.0
 
 
 @dataclass
-class FaceTally:
-    """What the pipeline knows about one face, for the store's faces table and the end-of-run summary."""
-
-    stream_id: str
-    track_id: int
-    first_seen: float
-    last_seen: float
-    first_t_media: float | None
-    last_t_media: float | None
-    crops: int = 0
-    scores: int = 0
-    p_fake_sum: float = 0.0
-    p_fake_max: float = 0.0
-    verdict: VerdictState = VerdictState.UNSURE
-    rolling_p_fake: float | None = None
-    gone: bool = False
-    thumbnail: bytes | None = None
-
-    @property
-    def mean_p_fake(self) -> float | None:
-        return self.p_fake_sum / self.scores if self.scores else None
-
-
-@dataclass(frozen=True)
-class FaceSummary:
-    stream_id: str
-    track_id: int
-    first_t_media: float | None
-    last_t_media: float | None
-    frames_scored: int
-    crops: int
-    verdict: str
-    mean_p_fake: float | None
-    max_p_fake: float | None
-
-
-@dataclass
-class _StreamWork:
-    """Per-stream state owned by the pipeline thread."""
+class _Stream:
+    """One stream's state, owned by the loop thread."""
 
     source: Source
-    detector: FaceDetector
-    tracker: Tracker
-    scorers: dict[int, FaceScorer] = field(default_factory=dict)
+    cropper: FaceCropper
     fps_in: FpsMeter = field(default_factory=FpsMeter)
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
-    clock_origin: float = field(default_factory=time.monotonic)
     frames_processed: int = 0
     last_annotated: float = 0.0
-    last_tracks: list[Track] = field(default_factory=list)
-    announced_end: bool = False
 
-
-@dataclass(frozen=True)
-class _Crop:
-    frame: Frame
-    track: Track
-    image_bgr: np.ndarray
+    def health(self) -> StreamHealth:
+        now = time.monotonic()
+        return StreamHealth(
+            stream_id=self.source.stream_id,
+            state=self.source.state,
+            fps_in=self.fps_in.rate(now),
+            fps_scored=self.fps_scored.rate(now),
+            frames_dropped=self.source.dropped,
+            reconnects=self.source.reconnects,
+            last_error=self.source.last_error,
+        )
 
 
 class Pipeline:
-    """Owns the per-stream detectors, trackers, rings and scorers; a launcher owns the sources and the store."""
+    """The loop over every stream. A launcher (the `Detector`) builds it with an engine, settings and sinks."""
 
     def __init__(
         self,
         engine: Engine,
         loaded: LoadedModel,
-        store: StoreWriter,
         session_id: str,
-        config: PipelineConfig | None = None,
+        settings: Settings,
+        sinks: Sequence[Sink],
         detector_factory: Callable[[], FaceDetector] | None = None,
     ) -> None:
-        self.engine = engine
-        self.loaded = loaded
-        self.store = store
         self.session_id = session_id
-        self.config = config or PipelineConfig()
+        self.settings = settings
         self.timer = StageTimer()
-        self._detector_factory = detector_factory or (lambda: FaceDetector(min_score=self.config.min_face_score))
-        self._streams: dict[str, _StreamWork] = {}
-        self._rings = RingStore(
-            capacity=self.config.window,
-            feature_dim=2048,
-            has_logits=loaded.arch == "seed",
-            thumb_size=self.config.thumb_size,
+        self._loaded = loaded
+        self._sinks = list(sinks)
+        self._detector_factory = detector_factory or (
+            lambda: FaceDetector(min_score=settings.faces.min_score, mapping=settings.faces.mapping())
         )
-        self._faces: dict[tuple[str, int], FaceTally] = {}
-        self._touched: set[tuple[str, int]] = set()
+        self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         # An uncalibrated model never gives a verdict, whatever the configuration says.
-        self._policy = replace(self.config.policy, calibrated=loaded.calibrated)
-        self._clips = ClipRecorder(self.config.clips) if self.config.clips else None
-        self._stop = threading.Event()
+        policy = replace(settings.verdicts, calibrated=loaded.calibrated)
+        shape = RingShape(settings.model.window, FEATURE_DIM, loaded.arch == "seed", settings.pipeline.thumb_size)
+        self._faces = FaceRegistry(shape, policy)
+        self._clips = ClipRecorder(settings.clips) if settings.clips.enabled else None
+        self._inbox = Inbox()
+        self._streams: dict[str, _Stream] = {}
+        self._stopped_sources: list[Source] = []
+        self._events: list[Event] = []
+        self._ended_health: dict[str, StreamHealth] = {}
         self._last_health = 0.0
         self._last_status = time.monotonic()
+        self._closed = False
+        # Snapshots for other threads: replaced whole, never mutated.
+        self._health: tuple[StreamHealth, ...] = ()
+        self._live_faces: tuple[FaceUpdate, ...] = ()
+        self._summaries: tuple[FaceSummary, ...] = ()
 
-    # ---- launcher API -------------------------------------------------------------------------------------
-    def add_source(self, source: Source) -> None:
-        """Register an opened source and start its capture thread."""
-        if source.stream_id in self._streams:
-            raise ValueError(f"stream id {source.stream_id!r} is already in the pipeline")
-        tracker = Tracker(source.stream_id, self.config.iou_threshold, self.config.max_missed_frames)
-        self._streams[source.stream_id] = _StreamWork(source, self._detector_factory(), tracker)
-        self.store.add_stream(self.session_id, source.stream_id, source.spec.display, source.spec.kind)
-        source.timer = self.timer
-        source.start()
+    # ---- commands and snapshots (any thread) -----------------------------------------------------------------
+    def add_source(self, source: Source) -> Future[None]:
+        """Ask the loop to take an opened source; the future fails with ValueError if its stream id is taken."""
+        command = AddSource(source)
+        self._inbox.post(command)
+        return command.done
 
-    def remove_source(self, stream_id: str) -> None:
-        work = self._streams.pop(stream_id)
-        work.source.stop()
-        work.source.join(5.0)
-        self._close_stream(stream_id, work)
+    def remove_source(self, stream_id: str) -> Future[None]:
+        command = RemoveSource(stream_id)
+        self._inbox.post(command)
+        return command.done
+
+    def stop(self) -> None:
+        self._inbox.post(Stop())
 
     def health(self) -> list[StreamHealth]:
-        return [self._health_of(work) for work in self._streams.values()]
+        return list(self._health)
 
-    @staticmethod
-    def _health_of(work: _StreamWork) -> StreamHealth:
-        now = time.monotonic()
-        return StreamHealth(
-            stream_id=work.source.stream_id,
-            state=work.source.state,
-            fps_in=work.fps_in.rate(now),
-            fps_scored=work.fps_scored.rate(now),
-            frames_dropped=work.source.dropped,
-            reconnects=work.source.reconnects,
-            last_error=work.source.last_error,
-        )
+    def faces(self) -> list[FaceUpdate]:
+        """The live faces as of the last published snapshot."""
+        return list(self._live_faces)
+
+    def face_summaries(self) -> list[FaceSummary]:
+        """Every face seen so far (gone or live) as of the last published snapshot."""
+        return list(self._summaries)
 
     def stage_timings(self) -> list[StageTiming]:
         return self.timer.timings()
 
-    def face_summaries(self) -> list[FaceSummary]:
-        return [
-            FaceSummary(
-                t.stream_id,
-                t.track_id,
-                t.first_t_media,
-                t.last_t_media,
-                t.scores,
-                t.crops,
-                t.verdict.value,
-                t.mean_p_fake,
-                t.p_fake_max if t.scores else None,
-            )
-            for t in sorted(self._faces.values(), key=lambda t: (t.stream_id, t.track_id))
-        ]
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self, duration_s: float | None = None) -> None:
-        """Process until every source has finished, `duration_s` has passed, or `stop()` is called."""
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None, serve: bool = False) -> None:
+        """Process until `stop()`, until `duration_s` has passed, or (unless `serve`) until every stream has
+        ended. A serving loop keeps running with no streams, waiting for commands."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
         try:
-            while not self._stop.is_set() and self._streams:
+            while self._handle_commands():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 frames = self._collect_frames()
                 if frames:
                     self._process(frames)
                 else:
-                    self._finish_ended_streams()
-                    if all(w.source.finished for w in self._streams.values()):
+                    self._end_finished_streams()
+                    if not self._streams and not serve:
                         break
                     time.sleep(0.002)
                 self._report_periodically()
+                self._flush()
         finally:
             self.close()
 
     def close(self) -> None:
-        """Stop every source, mark every face gone, write final health and commit. Safe to call twice."""
+        """Stop every source, mark every face gone, send the final health. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
         for work in self._streams.values():
             work.source.stop()
-        for stream_id, work in list(self._streams.items()):
-            work.source.join(5.0)
-            self._close_stream(stream_id, work)
-        self._streams.clear()
-        if self._clips is not None:
-            for finished in self._clips.finish_all():
-                self._link_clip(finished)
-        self.store.commit()
+        for stream_id in list(self._streams):
+            self._close_stream(stream_id)
+        for command in self._inbox.drain():
+            if isinstance(command, AddSource | RemoveSource):
+                command.done.set_exception(RuntimeError("the detector has stopped"))
+        for source in self._stopped_sources:
+            source.join(SOURCE_JOIN_S)
+        self._publish()
+        self._flush()
+        for sink in self._sinks:
+            sink.close()
 
-    # ---- the loop ----------------------------------------------------------------------------------------
+    def _handle_commands(self) -> bool:
+        """Apply posted commands; False when the loop should end."""
+        keep_running = True
+        for command in self._inbox.drain():
+            match command:
+                case AddSource(source=source, done=done):
+                    if source.stream_id in self._streams:
+                        done.set_exception(ValueError(f"stream id {source.stream_id!r} is already in the pipeline"))
+                        continue
+                    self._start_stream(source)
+                    done.set_result(None)
+                case RemoveSource(stream_id=stream_id, done=done):
+                    if stream_id not in self._streams:
+                        done.set_exception(KeyError(f"no stream {stream_id!r} in the pipeline"))
+                        continue
+                    self._streams[stream_id].source.stop()
+                    self._close_stream(stream_id)
+                    done.set_result(None)
+                case Stop():
+                    keep_running = False
+        return keep_running
+
+    def _start_stream(self, source: Source) -> None:
+        tracking = self.settings.tracking
+        tracker = Tracker(source.stream_id, tracking.iou_threshold, tracking.max_missed_frames)
+        cropper = FaceCropper(self._detector_factory(), tracker, self.timer)
+        self._streams[source.stream_id] = _Stream(source, cropper)
+        self._ended_health.pop(source.stream_id, None)
+        self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
+        source.timer = self.timer
+        source.start()
+        self._publish()
+
     def _collect_frames(self) -> list[Frame]:
         frames = [f for w in self._streams.values() if (f := w.source.buffer.take()) is not None]
-        if frames and self.config.max_wait_ms > 0 and len(frames) < len(self._streams):
+        if frames and self.settings.pipeline.max_wait_ms > 0 and len(frames) < len(self._streams):
             # Give the other live streams a moment, so their crops share this batch.
-            time.sleep(self.config.max_wait_ms / 1000)
+            time.sleep(self.settings.pipeline.max_wait_ms / 1000)
             have = {f.stream_id for f in frames}
             frames += [
                 f for sid, w in self._streams.items() if sid not in have and (f := w.source.buffer.take()) is not None
@@ -255,242 +215,140 @@ class Pipeline:
         return frames
 
     def _process(self, frames: list[Frame]) -> None:
-        crops: list[_Crop] = []
+        crops: list[FaceCrop] = []
         for frame in frames:
             work = self._streams[frame.stream_id]
             work.fps_in.tick()
             work.frames_processed += 1
-            crops.extend(self._detect_and_track(work, frame))
-        self._encode_and_score(crops)
-        for key in self._touched:
-            self._write_face(self._faces[key])
-        self._touched.clear()
+            crops.extend(work.cropper.crops(frame))
+        touched = self._encode_and_score(crops) if crops else []
+        self._events.extend(face.update() for face in touched)
         now = time.time()
         for frame in frames:
-            self._evict_lost(self._streams[frame.stream_id])
-            self._annotate(self._streams[frame.stream_id], frame, now)
-        began = time.perf_counter()
-        self.store.commit()
-        self.timer.record("store", time.perf_counter() - began)
+            work = self._streams[frame.stream_id]
+            self._evict(work.source.stream_id, work.cropper.take_evicted())
+            self._annotate(work, frame, now)
 
-    def _detect_and_track(self, work: _StreamWork, frame: Frame) -> list[_Crop]:
-        began = time.perf_counter()
-        # MediaPipe's VIDEO mode needs increasing timestamps; RTSP pts can be missing, so use our own clock.
-        timestamp_ms = int((time.monotonic() - work.clock_origin) * 1000)
-        detections: list[Detection] = work.detector.detect(frame.image_bgr, timestamp_ms)
-        mid = time.perf_counter()
-        tracks = work.tracker.update(detections, frame.index)
-        self.timer.record("detect", mid - began)
-        self.timer.record("track", time.perf_counter() - mid)
-        work.last_tracks = tracks
-        crops = []
-        for track in tracks:
-            image = crop_face(frame.image_bgr, track.box)
-            if image is not None:  # never feed the whole frame when a box falls outside it
-                crops.append(_Crop(frame, track, image))
-        return crops
-
-    def _encode_and_score(self, crops: list[_Crop]) -> None:
-        due: list[tuple[_Crop, FaceTally]] = []
-        for start in range(0, len(crops), self.config.max_batch):
-            chunk = crops[start : start + self.config.max_batch]
-            began = time.perf_counter()
-            batch = crops_to_batch([c.image_bgr for c in chunk], self.loaded.preprocessing, self.engine.device)
-            mid = time.perf_counter()
-            outputs = self.engine.encode(batch)
-            self.timer.record("preprocess", mid - began)
-            self.timer.record("encode", time.perf_counter() - mid)
-            features = outputs.features.numpy()
-            logits = None if outputs.logits is None else outputs.logits.numpy()
-            for row, crop in enumerate(chunk):
-                ring = self._rings.get_or_create(crop.frame.stream_id, crop.track.track_id)
-                ring.push(
-                    features[row],
-                    None if logits is None else logits[row],
-                    crop.image_bgr,
-                    crop.frame.index,
-                    crop.frame.t_media,
-                    crop.frame.t_capture,
-                )
-                tally = self._tally(crop)
-                if self._clips is not None:
-                    self._link_clip(self._clips.feed(crop.frame.stream_id, crop.track.track_id, crop.image_bgr))
-                if len(ring) >= self.config.window and ring.pushed_total % self.config.stride == 0:
-                    due.append((crop, tally))
+    def _encode_and_score(self, crops: list[FaceCrop]) -> list[Face]:
+        """Encode every crop, push each into its face's ring, score the faces whose window is due; the faces
+        touched, in crop order."""
+        features, logits = self._encoder.encode([c.image_bgr for c in crops])
+        window, stride = self.settings.model.window, self.settings.model.stride
+        touched: dict[tuple[str, int], Face] = {}
+        due: list[tuple[FaceCrop, Face]] = []
+        for row, crop in enumerate(crops):
+            face = self._faces.see(crop.frame, crop.track.track_id, crop.image_bgr)
+            face.add_crop(crop.frame, crop.image_bgr, features[row], None if logits is None else logits[row])
+            if (finished := face.feed_clip(crop.image_bgr)) is not None:
+                self._events.append(finished)
+            touched[(face.stream_id, face.track_id)] = face
+            if face.window_due(window, stride):
+                due.append((crop, face))
         if due:
             self._score(due)
+        return list(touched.values())
 
-    def _tally(self, crop: _Crop) -> FaceTally:
-        key = (crop.frame.stream_id, crop.track.track_id)
-        tally = self._faces.get(key)
-        if tally is None or tally.gone:
-            tally = FaceTally(
-                crop.frame.stream_id,
-                crop.track.track_id,
-                first_seen=crop.frame.t_capture,
-                last_seen=crop.frame.t_capture,
-                first_t_media=crop.frame.t_media,
-                last_t_media=crop.frame.t_media,
-                thumbnail=thumbnail_jpeg(crop.image_bgr),
-            )
-            self._faces[key] = tally
-        tally.last_seen, tally.last_t_media = crop.frame.t_capture, crop.frame.t_media
-        tally.crops += 1
-        self._touched.add(key)
-        return tally
-
-    def _score(self, due: list[tuple[_Crop, FaceTally]]) -> None:
-        began = time.perf_counter()
-        windows = [
-            self._rings.get_or_create(c.frame.stream_id, c.track.track_id).window(self.config.window) for c, _ in due
-        ]
-        stacked = FrameOutputs(
-            features=torch.from_numpy(np.stack([w.features for w in windows])),
-            logits=None if windows[0].logits is None else torch.from_numpy(np.stack([w.logits for w in windows])),
-        )
-        p_fakes = self.engine.score(stacked, self.config.window_mode).tolist()
+    def _score(self, due: list[tuple[FaceCrop, Face]]) -> None:
+        window = self.settings.model.window
+        p_fakes = self._encoder.score([face.ring.window(window) for _, face in due], self.settings.model.window_mode)
         t_scored = time.time()
-        self.timer.record("score", time.perf_counter() - began)
-        rows = []
-        for (crop, tally), p_fake in zip(due, p_fakes, strict=True):
+        for (crop, face), p_fake in zip(due, p_fakes, strict=True):
             frame = crop.frame
-            rows.append(
+            self._events.append(
                 WindowScore(
                     self.session_id,
                     frame.stream_id,
-                    crop.track.track_id,
+                    face.track_id,
                     frame.index,
                     frame.t_media,
-                    self.config.window,
-                    float(p_fake),
+                    window,
+                    p_fake,
                     frame.t_capture,
                     t_scored,
                 )
             )
             self.timer.record("latency", t_scored - frame.t_capture)
             self._streams[frame.stream_id].fps_scored.tick()
-            self._update_verdict(crop, tally, float(p_fake), t_scored)
-        self.store.write_scores(rows)
+            update = face.add_score(p_fake, t_scored)
+            if update.changed:
+                self._events.append(update.verdict)
+            if update.alert is not None:
+                alert = replace(update.alert, t_media=frame.t_media)
+                self._events.append(alert)
+                if self._clips is not None:
+                    if face.clip is not None:
+                        self._events.append(face.finish_clip())
+                    face.clip = self._clips.start(alert, face.ring.thumbnails())
 
-    def _update_verdict(self, crop: _Crop, tally: FaceTally, p_fake: float, t: float) -> None:
-        work = self._streams[crop.frame.stream_id]
-        scorer = work.scorers.get(crop.track.track_id)
-        if scorer is None:
-            scorer = work.scorers[crop.track.track_id] = FaceScorer(
-                crop.frame.stream_id, crop.track.track_id, self._policy
-            )
-        update = scorer.update(p_fake, t)
-        tally.scores += 1
-        tally.p_fake_sum += p_fake
-        tally.p_fake_max = max(tally.p_fake_max, p_fake)
-        tally.rolling_p_fake = update.rolling_p_fake
-        if update.changed:
-            log.info(
-                "%s face #%d: %s -> %s (rolling p_fake %.2f)",
-                crop.frame.stream_id,
-                crop.track.track_id,
-                tally.verdict.value,
-                update.verdict.state.value,
-                update.rolling_p_fake,
-            )
-            self.store.write_verdict(self.session_id, update.verdict)
-        tally.verdict = update.verdict.state
-        if update.alert is not None:
-            log.warning(
-                "ALERT %s face #%d turned FAKE (p_fake %.2f)", crop.frame.stream_id, crop.track.track_id, p_fake
-            )
-            alert_id = self.store.write_alert(self.session_id, replace(update.alert, t_media=crop.frame.t_media))
-            if self._clips is not None:
-                ring = self._rings.get_or_create(crop.frame.stream_id, crop.track.track_id)
-                self._clips.start(alert_id, crop.frame.stream_id, crop.track.track_id, ring.thumbnails())
+    def _evict(self, stream_id: str, track_ids: list[int]) -> None:
+        for track_id in track_ids:
+            face = self._faces.evict(stream_id, track_id)
+            if face is None:
+                continue
+            if (finished := face.finish_clip()) is not None:
+                self._events.append(finished)
+            self._events.append(face.update())
 
-    def _write_face(self, tally: FaceTally) -> None:
-        thumbnail, tally.thumbnail = tally.thumbnail, None  # the store keeps the first thumbnail it is given
-        self.store.upsert_face(
-            self.session_id,
-            tally.stream_id,
-            tally.track_id,
-            first_seen=tally.first_seen,
-            last_seen=tally.last_seen,
-            first_t_media=tally.first_t_media,
-            last_t_media=tally.last_t_media,
-            state="gone" if tally.gone else "live",
-            verdict=tally.verdict,
-            rolling_p_fake=tally.rolling_p_fake,
-            frames_scored=tally.scores,
-            thumbnail_jpeg=thumbnail,
-        )
-
-    def _link_clip(self, finished: FinishedClip | None) -> None:
-        if finished is not None:
-            self.store.set_alert_clip(finished.alert_id, str(finished.path))
-            log.info("evidence clip for alert %d: %s (%d frames)", finished.alert_id, finished.path, finished.frames)
-
-    def _evict_lost(self, work: _StreamWork, evicted: list[int] | None = None) -> None:
-        for track_id in work.tracker.take_evicted() if evicted is None else evicted:
-            if self._clips is not None:
-                self._link_clip(self._clips.finish(work.source.stream_id, track_id))
-            self._rings.drop(work.source.stream_id, track_id)
-            work.scorers.pop(track_id, None)
-            tally = self._faces.get((work.source.stream_id, track_id))
-            if tally is not None and not tally.gone:
-                tally.gone = True
-                self._write_face(tally)
-
-    def _annotate(self, work: _StreamWork, frame: Frame, now: float) -> None:
-        if now - work.last_annotated < 1.0 / self.config.annotate_fps:
+    def _annotate(self, work: _Stream, frame: Frame, now: float) -> None:
+        if now - work.last_annotated < 1.0 / self.settings.pipeline.annotate_fps:
             return
         began = time.perf_counter()
         labels = []
-        for track in work.last_tracks:
-            tally = self._faces.get((frame.stream_id, track.track_id))
-            verdict = tally.verdict if tally else VerdictState.UNSURE
-            labels.append(FaceLabel(track.track_id, track.box, verdict, tally.rolling_p_fake if tally else None))
-        self.store.write_frame(self.session_id, frame.stream_id, annotated_jpeg(frame.image_bgr, labels), now)
+        for track in work.cropper.last_tracks:
+            face = self._faces.get(frame.stream_id, track.track_id)
+            verdict = face.verdict if face else VerdictState.UNSURE
+            labels.append(FaceLabel(track.track_id, track.box, verdict, face.rolling_p_fake if face else None))
+        self._events.append(AnnotatedFrame(frame.stream_id, now, annotated_jpeg(frame.image_bgr, labels)))
         work.last_annotated = now
         self.timer.record("annotate", time.perf_counter() - began)
 
-    def _finish_ended_streams(self) -> None:
-        for work in self._streams.values():
-            if work.source.finished and not work.announced_end:
-                work.announced_end = True
-                self._evict_lost(work, work.tracker.evict_all())
-                self._write_health(work)
+    def _end_finished_streams(self) -> None:
+        for stream_id in [sid for sid, work in self._streams.items() if work.source.finished]:
+            self._close_stream(stream_id)
 
-    def _close_stream(self, stream_id: str, work: _StreamWork) -> None:
-        self._evict_lost(work, work.tracker.evict_all())
-        self._rings.drop_stream(stream_id)
-        self._write_health(work)
-        work.detector.close()
-
-    def _write_health(self, work: _StreamWork) -> None:
-        self.store.write_health(self.session_id, self._health_of(work), time.time())
+    def _close_stream(self, stream_id: str) -> None:
+        """Forget a stream whose source ended or was stopped: its faces go, its last health stays."""
+        work = self._streams.pop(stream_id)
+        self._evict(stream_id, work.cropper.evict_all())
+        work.cropper.close()
+        self._stopped_sources.append(work.source)
+        final = work.health()
+        self._ended_health[stream_id] = final
+        self._events.append(final)
+        self._publish()
 
     def _report_periodically(self) -> None:
         now = time.monotonic()
-        if now - self._last_health >= self.config.health_interval_s:
+        settings = self.settings.pipeline
+        if now - self._last_health >= settings.health_interval_s:
             self._last_health = now
-            for health in self.health():
-                self.store.write_health(self.session_id, health, time.time())
-        if now - self._last_status >= self.config.status_interval_s:
+            self._events.extend(work.health() for work in self._streams.values())
+            self._events.append(StageTimings(time.time(), tuple(self.timer.timings())))
+            self._publish()
+        if now - self._last_status >= settings.status_interval_s:
             self._last_status = now
             for line in self.status_lines():
                 log.info(line)
 
     def status_lines(self) -> list[str]:
-        lines = []
-        for health in self.health():
-            work = self._streams[health.stream_id]
-            faces = len(work.last_tracks)
-            progress = ""
-            expected = work.source.expected_frames
-            if expected:
-                done = min(1.0, work.frames_processed / expected)
-                bar = "#" * round(20 * done) + "-" * (20 - round(20 * done))
-                progress = f" [{bar}] {100 * done:.0f}% (frame {work.frames_processed}/{expected})"
-            lines.append(
-                f"{health.stream_id} [{health.state.value}]: in {health.fps_in:.1f} fps, "
-                f"scored {health.fps_scored:.1f} windows/s, {faces} face{'s' if faces != 1 else ''}, "
-                f"{health.frames_dropped} dropped{progress}"
+        return [
+            status_line(
+                work.health(), len(work.cropper.last_tracks), work.frames_processed, work.source.expected_frames
             )
-        return lines
+            for work in self._streams.values()
+        ]
+
+    def _publish(self) -> None:
+        live = {sid: work.health() for sid, work in self._streams.items()}
+        self._health = tuple(sorted({**self._ended_health, **live}.values(), key=lambda h: h.stream_id))
+        self._live_faces = tuple(face.snapshot() for face in self._faces.live())
+        self._summaries = tuple(self._faces.summaries())
+
+    def _flush(self) -> None:
+        if not self._events:
+            return
+        events, self._events = self._events, []
+        began = time.perf_counter()
+        for sink in self._sinks:
+            sink.send(events)
+        self.timer.record("store", time.perf_counter() - began)

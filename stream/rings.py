@@ -1,5 +1,5 @@
 """Fixed-capacity per-face rings of cached per-frame model outputs (features, logits) and small uint8 crops,
-so a window score never recomputes a crop; plus the store of rings keyed by (stream_id, track_id)."""
+so a window score never recomputes a crop."""
 
 from __future__ import annotations
 
@@ -143,40 +143,3 @@ class FaceRing:
     def nbytes(self) -> int:
         arrays = [self._features, self._thumbs, self._frame_index, self._t_media, self._t_capture]
         return sum(a.nbytes for a in arrays) + (0 if self._logits is None else self._logits.nbytes)
-
-
-class RingStore:
-    """Every live face's ring, keyed by (stream_id, track_id); all rings share one shape."""
-
-    def __init__(self, capacity: int, feature_dim: int, has_logits: bool, thumb_size: int = 64) -> None:
-        _check_ring_args(capacity, feature_dim, thumb_size)
-        self._ring_shape = (capacity, feature_dim, has_logits, thumb_size)
-        self._rings: dict[tuple[str, int], FaceRing] = {}
-
-    def get_or_create(self, stream_id: str, track_id: int) -> FaceRing:
-        key = (stream_id, track_id)
-        ring = self._rings.get(key)
-        if ring is None:
-            ring = self._rings[key] = FaceRing(*self._ring_shape)
-        return ring
-
-    def drop(self, stream_id: str, track_id: int) -> None:
-        """Forget one face's ring (a no-op when there is none)."""
-        self._rings.pop((stream_id, track_id), None)
-
-    def drop_stream(self, stream_id: str) -> list[int]:
-        """Forget every ring of one stream; returns the dropped track ids, sorted."""
-        dropped = sorted(track for stream, track in self._rings if stream == stream_id)
-        for track_id in dropped:
-            del self._rings[(stream_id, track_id)]
-        return dropped
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rings
-
-    def __len__(self) -> int:
-        return len(self._rings)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(ring.nbytes for ring in self._rings.values())

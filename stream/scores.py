@@ -53,6 +53,16 @@ class Alert:
 _BAND_EPS = 1e-9
 
 
+def band_verdict(rolling: float, threshold: float, hysteresis: float, current: VerdictState) -> VerdictState:
+    """The verdict band: FAKE at `rolling` >= threshold + hysteresis, REAL at <= threshold - hysteresis (both edges
+    inclusive), otherwise `current` (inside the band a face keeps its state: that is what hysteresis means)."""
+    if rolling >= threshold + hysteresis - _BAND_EPS:
+        return VerdictState.FAKE
+    if rolling <= threshold - hysteresis + _BAND_EPS:
+        return VerdictState.REAL
+    return current
+
+
 @dataclass(frozen=True)
 class VerdictPolicy:
     """How window scores become a verdict: FAKE at rolling >= threshold + hysteresis, REAL at <= threshold - it.
@@ -109,12 +119,8 @@ class FaceScorer:
         # A face leaves UNSURE only on a full rolling average, so its first noisy window cannot alert.
         if not self.policy.calibrated:
             state = VerdictState.UNSURE
-        elif len(self._recent) < self.policy.rolling:
-            pass
-        elif rolling >= self.policy.threshold + self.policy.hysteresis - _BAND_EPS:
-            state = VerdictState.FAKE
-        elif rolling <= self.policy.threshold - self.policy.hysteresis + _BAND_EPS:
-            state = VerdictState.REAL
+        elif len(self._recent) == self.policy.rolling:
+            state = band_verdict(rolling, self.policy.threshold, self.policy.hysteresis, before)
         changed = state != before
         since = t if previous is None or changed else previous.since
         self._verdict = Verdict(self.stream_id, self.track_id, state, since, rolling)

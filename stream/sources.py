@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,12 +66,26 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class SourceOptions:
+    realtime: bool = False  # pace files to their own frame rate like a live stream (live sources always are)
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     live_buffer: int = 2
     file_buffer: int = 8
+
+    def __post_init__(self) -> None:
+        if min(self.open_timeout_s, self.read_timeout_s, self.reconnect_initial_s) <= 0:
+            raise ValueError("open_timeout_s, read_timeout_s and reconnect_initial_s must be positive seconds")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError(
+                f"reconnect_max_s must be at least reconnect_initial_s ({self.reconnect_initial_s}), "
+                f"got {self.reconnect_max_s}"
+            )
+        if self.live_buffer < 1 or self.file_buffer < 1:
+            raise ValueError(
+                f"live_buffer and file_buffer must be at least 1 frame, got {self.live_buffer}, {self.file_buffer}"
+            )
 
 
 def redact(reference: str) -> str:
@@ -417,3 +431,18 @@ class Source:
     def _truncation_message(self, reason: str) -> str:
         of = f" of {self.expected_frames}" if self.expected_frames else ""
         return f"{self.spec.display} is truncated: decoding stopped after {self.frames_read}{of} frames ({reason})"
+
+
+def stream_name(spec: SourceSpec, taken: Sequence[str]) -> str:
+    """A short, credential-free name not in `taken`: `demo`, `video0`, the file's stem, the camera's host_path."""
+    if spec.kind == "file":
+        base = Path(spec.target).stem
+    elif spec.kind == "rtsp":
+        base = spec.display.split("://", 1)[1].split("@")[-1].replace("/", "_").strip("_")
+    else:
+        base = Path(spec.target).name
+    base = base or spec.kind
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name

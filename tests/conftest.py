@@ -10,7 +10,7 @@ import pytest
 
 from dashboard import data
 from model.weights import LoadedModel, random_model
-from stream.store import StoreWriter
+from stream.store import ScoreWriter, open_writer
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +33,6 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def writer(db: Path) -> Iterator[StoreWriter]:
-    with StoreWriter(db) as store:
+def writer(db: Path) -> Iterator[ScoreWriter]:
+    with open_writer(db) as store:
         yield store

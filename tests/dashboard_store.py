@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from stream.health import StreamHealth, StreamState
 from stream.scores import VerdictState, WindowScore
-from stream.store import SessionInfo, StoreWriter
+from stream.store import FaceUpdate, ScoreWriter, SessionInfo, StreamInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
@@ -39,13 +39,15 @@ def thumbnail() -> bytes:
 class Run:
     """One session in a test store, filled through the writer as the detector would."""
 
-    def __init__(self, writer: StoreWriter, info: SessionInfo = INFO, started_at: float | None = None) -> None:
+    def __init__(self, writer: ScoreWriter, info: SessionInfo = INFO, started_at: float | None = None) -> None:
         self.writer = writer
         self.t0 = time.time() - 60 if started_at is None else started_at
         self.sid = writer.start_session(info, started_at=self.t0)
 
     def stream(self, stream_id: str = "clip", kind: str = "file", state: StreamState = StreamState.LIVE) -> None:
-        self.writer.add_stream(self.sid, stream_id, f"{stream_id}.mp4" if kind == "file" else "rtsp://cam", kind)
+        self.writer.add_stream(
+            self.sid, StreamInfo(stream_id, f"{stream_id}.mp4" if kind == "file" else "rtsp://cam", kind)
+        )
         self.writer.write_health(self.sid, StreamHealth(stream_id, state, 30.0, 24.5, 3, 0, None), time.time())
 
     def face(
@@ -64,19 +66,21 @@ class Run:
             for i in range(n)
         ]
         self.writer.write_scores(scores)
-        self.writer.upsert_face(
+        self.writer.write_face(
             self.sid,
-            stream_id,
-            track_id,
-            first_seen=t0,
-            last_seen=t0 + n / 30 if last_seen is None else last_seen,
-            first_t_media=0.0,
-            last_t_media=(n - 1) / 30,
-            state=state,
-            verdict=verdict,
-            rolling_p_fake=rolling,
-            frames_scored=n,
-            thumbnail_jpeg=thumbnail(),
+            FaceUpdate(
+                stream_id,
+                track_id,
+                t0,
+                t0 + n / 30 if last_seen is None else last_seen,
+                0.0,
+                (n - 1) / 30,
+                state,
+                verdict,
+                rolling,
+                n,
+                thumbnail(),
+            ),
         )
 
 

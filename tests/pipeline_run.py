@@ -1,15 +1,27 @@
-"""Runs the real pipeline in-process over test-made files: real decoding, MediaPipe, the ONNX engine, SQLite."""
+"""Runs the real detector in-process over test-made files: real decoding, MediaPipe, the ONNX engine, SQLite."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from model.engine import build_engine
 from model.weights import LoadedModel
-from stream.pipeline import FaceSummary, Pipeline, PipelineConfig
-from stream.sources import Source, SourceOptions, SourceSpec, parse_source
-from stream.store import SessionInfo, StoreReader, StoreWriter
+from stream.config import Settings, with_overrides
+from stream.detector import Detector
+from stream.sources import Source, SourceSpec, parse_source
+from stream.store import FaceSummary, ScoreReader, open_reader
+
+# Short windows keep the test videos short; status lines would only be noise in a test's log; a test that wants
+# clips says where.
+TEST_DEFAULTS = {"model.window": 10, "pipeline.status_interval_s": 1e9, "clips.enabled": False}
+
+
+def detector_settings(db: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The defaults with the tests' window, this store, no status lines, and `overrides` (dotted keys)."""
+    return with_overrides(Settings(), {**TEST_DEFAULTS, "store.db": str(db), **(overrides or {})}, "test")
 
 
 @dataclass
@@ -19,23 +31,8 @@ class RunResult:
     sources: list[Source]
     db: Path
 
-    def reader(self) -> StoreReader:
-        return StoreReader(self.db)
-
-
-def session_info(loaded: LoadedModel, config: PipelineConfig, engine_name: str, sources: list[str]) -> SessionInfo:
-    return SessionInfo(
-        checkpoint=loaded.name,
-        calibrated=loaded.calibrated,
-        window=config.window,
-        stride=config.stride,
-        window_mode=config.window_mode,
-        threshold=config.policy.threshold,
-        hysteresis=config.policy.hysteresis,
-        device="cpu",
-        engine=engine_name,
-        sources=sources,
-    )
+    def reader(self) -> ScoreReader:
+        return open_reader(self.db)
 
 
 def run_files(
@@ -43,12 +40,11 @@ def run_files(
     loaded: LoadedModel,
     db: Path,
     cache_dir: Path,
-    config: PipelineConfig | None = None,
-    realtime: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Replay `files` through one pipeline into the store at `db`; returns what it reported."""
+    """Replay `files` through one detector into the store at `db`; returns what it reported."""
     specs = [parse_source(str(path)) for path in files]
-    return run_specs(specs, loaded, db, cache_dir, config, realtime)
+    return run_specs(specs, loaded, db, cache_dir, overrides)
 
 
 def run_specs(
@@ -56,23 +52,15 @@ def run_specs(
     loaded: LoadedModel,
     db: Path,
     cache_dir: Path,
-    config: PipelineConfig | None = None,
-    realtime: bool = False,
+    overrides: Mapping[str, Any] | None = None,
     duration_s: float = 120,
-    options: SourceOptions | None = None,
 ) -> RunResult:
-    """Run parsed sources through one pipeline into the store at `db` until they end or `duration_s` passes."""
-    config = config or PipelineConfig(window=10)
+    """Run parsed sources (named s1, s2, …) through one detector into `db` until they end or `duration_s` passes."""
+    settings = detector_settings(db, overrides)
     engine = build_engine(loaded, "cpu", "onnxruntime", cache_dir)
-    with StoreWriter(db) as store:
-        session_id = store.start_session(session_info(loaded, config, engine.name, [s.display for s in specs]))
-        pipeline = Pipeline(engine, loaded, store, session_id, config)
-        sources = []
+    with Detector(settings, [s.display for s in specs], loaded=loaded, engine=engine) as detector:
         for index, spec in enumerate(specs):
-            source = Source(f"s{index + 1}", spec, options or SourceOptions(), realtime=realtime)
-            source.open()
-            pipeline.add_source(source)
-            sources.append(source)
-        pipeline.run(duration_s=duration_s)
-        store.end_session(session_id)
-        return RunResult(session_id, pipeline.face_summaries(), sources, db)
+            detector.open_source(spec, name=f"s{index + 1}")
+        detector.run(duration_s=duration_s)
+        detector.close()
+        return RunResult(detector.session_id, detector.face_summaries(), detector.sources, db)

@@ -45,9 +45,16 @@ def test_a_file_run_prints_and_writes_the_summary(face_video, tmp_path) -> None:
 
 
 def test_the_demo_runs_for_a_duration(tmp_path) -> None:
-    done = run_cli("demo", "--duration", "4", "--db", str(tmp_path / "demo.db"))
+    report = tmp_path / "demo.json"
+    done = run_cli(
+        "demo", "--duration", "6", "--window", "10", "--db", str(tmp_path / "demo.db"), "--report", str(report)
+    )
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout and "Traceback" not in done.stderr
+    faces = json.loads(report.read_text())["faces"]
+    scored = [f for f in faces if f["frames_scored"] > 0]
+    assert len(scored) >= 2, faces  # the demo's two faces are both scored
+    assert all(f["stream_id"] == "demo" and f["verdict"] == "UNSURE" for f in faces)
 
 
 def _bad_inputs(tmp_path: Path, face_video: Path) -> dict[str, tuple[list[str], str]]:

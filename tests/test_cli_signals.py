@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.store import StoreReader
+from stream.store import open_reader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_a_signal_stops_the_demo_cleanly(tmp_path, signum) -> None:
         while time.monotonic() < deadline and scored < 20:
             time.sleep(0.5)
             if db.exists():
-                with StoreReader(db) as reader:
+                with open_reader(db) as reader:
                     session = reader.latest_session()
                     if session is not None:
                         scored = sum(f.frames_scored for f in reader.faces(session.session_id))
@@ -47,7 +47,7 @@ def test_a_signal_stops_the_demo_cleanly(tmp_path, signum) -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "per-face summary" in stdout
-    with StoreReader(db) as reader:
+    with open_reader(db) as reader:
         session = reader.latest_session()
         assert session.ended_at is not None
         assert {f.state for f in reader.faces(session.session_id)} == {"gone"}
@@ -65,7 +65,7 @@ def _start_demo(db: Path) -> subprocess.Popen:
 
 
 def _stored_scores(db: Path, session_id: str) -> int:
-    with StoreReader(db) as reader:
+    with open_reader(db) as reader:
         return sum(
             len(reader.scores(session_id, s.stream_id, f.track_id))
             for s in reader.streams(session_id)
@@ -82,7 +82,7 @@ def test_a_killed_detector_keeps_what_it_committed_and_a_restart_is_a_new_sessio
         while time.monotonic() < deadline:
             time.sleep(0.5)
             if db.exists():
-                with StoreReader(db) as reader:
+                with open_reader(db) as reader:
                     session = reader.latest_session()
                 if session is not None and _stored_scores(db, session.session_id) >= 30:
                     first = session.session_id
@@ -101,7 +101,7 @@ def test_a_killed_detector_keeps_what_it_committed_and_a_restart_is_a_new_sessio
         second = None
         while time.monotonic() < deadline and second is None:
             time.sleep(0.5)
-            with StoreReader(db) as reader:
+            with open_reader(db) as reader:
                 newest = reader.latest_session()
             if newest is not None and newest.session_id != first and _stored_scores(db, newest.session_id) > 0:
                 second = newest.session_id
@@ -109,7 +109,7 @@ def test_a_killed_detector_keeps_what_it_committed_and_a_restart_is_a_new_sessio
     finally:
         second_process.send_signal(signal.SIGINT)
         second_process.communicate(timeout=30)
-    with StoreReader(db) as reader:
+    with open_reader(db) as reader:
         sessions = {s.session_id: s for s in reader.sessions()}
     assert set(sessions) == {first, second}
     assert sessions[first].ended_at is None  # it was killed, and that is what the store says

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from stream.clips import ClipRecorder, ClipSettings
+from stream.scores import Alert
 
 
 def crops(n: int, value: int = 120) -> np.ndarray:
@@ -19,32 +20,36 @@ def frame_count(path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
+def alert(track_id: int = 3, t: float = 1_800_000_000.5) -> Alert:
+    return Alert("cam/1", track_id, "turned_fake", t, 0.8, None)
+
+
 def test_pre_roll_then_post_roll_until_the_time_is_up(tmp_path) -> None:
     recorder = ClipRecorder(ClipSettings(directory=tmp_path, post_roll_s=1.0))
-    path = recorder.start(7, "cam", 3, crops(10), now=100.0)
-    assert recorder.recording("cam", 3)
-    assert recorder.feed("cam", 3, crops(1)[0], now=100.5) is None
-    assert recorder.feed("other", 3, crops(1)[0], now=100.5) is None  # no clip for that face
-    finished = recorder.feed("cam", 3, crops(1)[0], now=101.0)
-    assert finished is not None and finished.alert_id == 7 and finished.path == path
-    assert finished.frames == 12 and frame_count(path) == 12
-    assert not recorder.recording("cam", 3)
+    clip = recorder.start(alert(), crops(10), now=100.0)
+    assert clip.path.parent == tmp_path and "cam_1-face3" in clip.path.name
+    assert clip.feed(crops(1)[0], now=100.5) is None
+    finished = clip.feed(crops(1)[0], now=101.0)
+    assert finished is not None and finished.alert == alert() and finished.path == clip.path
+    assert finished.frames == 12 and frame_count(clip.path) == 12
+    assert clip.done and clip.feed(crops(1)[0], now=102.0) is None  # nothing is written after the end
 
 
 def test_a_face_that_leaves_finishes_its_clip_early(tmp_path) -> None:
     recorder = ClipRecorder(ClipSettings(directory=tmp_path, post_roll_s=60))
-    recorder.start(1, "cam", 1, crops(4), now=0.0)
-    finished = recorder.finish("cam", 1)
-    assert finished is not None and frame_count(finished.path) == 4
-    assert recorder.finish("cam", 1) is None
+    clip = recorder.start(alert(1), crops(4), now=0.0)
+    finished = clip.finish()
+    assert frame_count(finished.path) == 4
+    assert clip.finish() == finished  # twice is harmless
 
 
 def test_oldest_clips_are_deleted_past_the_budget(tmp_path) -> None:
     recorder = ClipRecorder(ClipSettings(directory=tmp_path, post_roll_s=0, max_total_mb=0.05))
     paths = []
-    for alert in range(6):
-        recorder.start(alert, "cam", alert, crops(30, value=alert), now=0.0)
-        paths.append(recorder.finish("cam", alert).path)
+    for n in range(6):
+        clip = recorder.start(alert(n, t=1_800_000_000.0 + n), crops(30, value=n), now=0.0)
+        paths.append(clip.finish().path)
+    assert len(set(paths)) == 6
     remaining = sorted(tmp_path.glob("*.mp4"))
     assert paths[-1] in remaining  # the newest clip is always kept
     assert sum(p.stat().st_size for p in remaining) <= 0.05e6 or remaining == [paths[-1]]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from model.weights import UNCALIBRATED_WARNING
+from model.labels import UNCALIBRATED_WARNING
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, VerdictState
-from stream.store import StoreReader, StoreWriter
+from stream.store import ScoreWriter, open_reader
 from tests import media
 from tests.dashboard_store import INFO, RANDOM_INFO, ROOT, Run, dashboard
 
@@ -56,7 +56,7 @@ def charts(at: AppTest) -> list[dict]:
 # ---- honesty: the uncalibrated banner and the session's settings ------------------------------------------------
 
 
-def test_uncalibrated_banner_and_unsure_verdicts(writer: StoreWriter) -> None:
+def test_uncalibrated_banner_and_unsure_verdicts(writer: ScoreWriter) -> None:
     run = Run(writer, RANDOM_INFO)
     run.stream("demo", kind="demo")
     run.face(1, VerdictState.UNSURE, 0.495, stream_id="demo")
@@ -68,7 +68,7 @@ def test_uncalibrated_banner_and_unsure_verdicts(writer: StoreWriter) -> None:
     assert "every verdict stays UNSURE" in page_text(at)
 
 
-def test_calibrated_run_has_no_banner_and_shows_its_settings(writer: StoreWriter) -> None:
+def test_calibrated_run_has_no_banner_and_shows_its_settings(writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     writer.commit()
@@ -83,7 +83,7 @@ def test_calibrated_run_has_no_banner_and_shows_its_settings(writer: StoreWriter
 # ---- faces, alerts ---------------------------------------------------------------------------------------------
 
 
-def test_face_cards_show_verdict_and_score_from_the_store(db: Path, writer: StoreWriter) -> None:
+def test_face_cards_show_verdict_and_score_from_the_store(db: Path, writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.FAKE, 0.8125)
@@ -93,7 +93,7 @@ def test_face_cards_show_verdict_and_score_from_the_store(db: Path, writer: Stor
     assert_clean(at)
     assert ":red-badge[FAKE]" in card_line(at, 1)
     assert ":green-badge[REAL]" in card_line(at, 2)
-    with StoreReader(db) as reader:
+    with open_reader(db) as reader:
         for face in reader.faces(run.sid):
             assert face.rolling_p_fake is not None
             assert f"rolling p(fake) **{face.rolling_p_fake:.3f}**" in page_text(at)
@@ -108,7 +108,7 @@ def test_face_cards_show_verdict_and_score_from_the_store(db: Path, writer: Stor
         assert "threshold 0.50" in spec["description"]
 
 
-def test_live_sources_chart_in_wall_time(writer: StoreWriter) -> None:
+def test_live_sources_chart_in_wall_time(writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream("cam", kind="rtsp")
     run.face(1, VerdictState.REAL, 0.2, stream_id="cam")
@@ -121,7 +121,7 @@ def test_live_sources_chart_in_wall_time(writer: StoreWriter) -> None:
     assert line["encoding"]["x"]["type"] == "temporal"
 
 
-def test_gone_faces_stay_listed_with_their_final_verdict(writer: StoreWriter) -> None:
+def test_gone_faces_stay_listed_with_their_final_verdict(writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.REAL, 0.2)
@@ -137,7 +137,7 @@ def test_gone_faces_stay_listed_with_their_final_verdict(writer: StoreWriter) ->
     assert any("final verdict" in c.value for c in at.caption)
 
 
-def test_alerts_newest_first_with_clip_when_linked(tmp_path: Path, writer: StoreWriter) -> None:
+def test_alerts_newest_first_with_clip_when_linked(tmp_path: Path, writer: ScoreWriter) -> None:
     clip = media.write_video(tmp_path / "clip-2.mp4", media.render(media.one_face(), 5))
     run = Run(writer)
     run.stream()
@@ -157,7 +157,7 @@ def test_alerts_newest_first_with_clip_when_linked(tmp_path: Path, writer: Store
     assert any("evidence clip: not written yet" in c.value for c in at.caption)  # the other waits for its clip
 
 
-def test_alert_clip_linked_later_appears_on_the_next_load(tmp_path: Path, writer: StoreWriter) -> None:
+def test_alert_clip_linked_later_appears_on_the_next_load(tmp_path: Path, writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.FAKE, 0.9)
@@ -173,7 +173,7 @@ def test_alert_clip_linked_later_appears_on_the_next_load(tmp_path: Path, writer
 # ---- controls ---------------------------------------------------------------------------------------------------
 
 
-def test_threshold_slider_recolours_verdicts_in_the_page_only(db: Path, writer: StoreWriter) -> None:
+def test_threshold_slider_recolours_verdicts_in_the_page_only(db: Path, writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.REAL, 0.35)
@@ -190,11 +190,11 @@ def test_threshold_slider_recolours_verdicts_in_the_page_only(db: Path, writer: 
     assert "threshold 0.20" in spec["description"]  # the chart's threshold line moves with the slider
     at.slider(key=f"threshold:{run.sid}").set_value(0.32).run()  # inside the band: the face keeps its verdict
     assert ":green-badge[REAL]" in card_line(at, 1)
-    with StoreReader(db) as reader:
+    with open_reader(db) as reader:
         assert reader.faces(run.sid)[0].verdict == VerdictState.REAL  # the store is never written
 
 
-def test_threshold_slider_cannot_make_an_uncalibrated_verdict(writer: StoreWriter) -> None:
+def test_threshold_slider_cannot_make_an_uncalibrated_verdict(writer: ScoreWriter) -> None:
     run = Run(writer, RANDOM_INFO)
     run.stream()
     run.face(1, VerdictState.UNSURE, 0.495)
@@ -205,7 +205,7 @@ def test_threshold_slider_cannot_make_an_uncalibrated_verdict(writer: StoreWrite
     assert ":gray-badge[UNSURE]" in card_line(at, 1)
 
 
-def test_session_picker_browses_a_past_run(writer: StoreWriter) -> None:
+def test_session_picker_browses_a_past_run(writer: ScoreWriter) -> None:
     old = Run(writer, RANDOM_INFO, started_at=time.time() - 7200)
     old.stream("recorded")
     old.face(7, VerdictState.UNSURE, 0.49, stream_id="recorded")
@@ -229,7 +229,7 @@ def test_session_picker_browses_a_past_run(writer: StoreWriter) -> None:
     assert not [m for m in at.markdown if m.value.startswith("**face #1** · cam")]
 
 
-def test_stream_selector_and_time_range(writer: StoreWriter) -> None:
+def test_stream_selector_and_time_range(writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream("a")
     run.stream("b")
@@ -259,13 +259,13 @@ def test_no_database_yet(db: Path) -> None:
     assert not db.exists()  # the dashboard never creates the store
 
 
-def test_database_with_no_runs(writer: StoreWriter) -> None:
+def test_database_with_no_runs(writer: ScoreWriter) -> None:
     at = dashboard()
     assert_clean(at)
     assert any("has no runs yet: start the detector with" in i.value for i in at.info)
 
 
-def test_run_with_no_streams_and_stream_with_no_faces(writer: StoreWriter) -> None:
+def test_run_with_no_streams_and_stream_with_no_faces(writer: ScoreWriter) -> None:
     run = Run(writer)
     writer.commit()
     at = dashboard()
@@ -278,7 +278,7 @@ def test_run_with_no_streams_and_stream_with_no_faces(writer: StoreWriter) -> No
     assert "no faces yet" in page_text(at) and "no frame yet" in page_text(at)
 
 
-def test_reconnecting_stream(writer: StoreWriter) -> None:
+def test_reconnecting_stream(writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream("cam", kind="rtsp")
     health = StreamHealth("cam", StreamState.RECONNECTING, 0.0, 0.0, 0, 3, "connection refused by cam.local:554")
@@ -290,7 +290,7 @@ def test_reconnecting_stream(writer: StoreWriter) -> None:
 
 
 def test_detector_not_running_shows_last_data_with_its_age(
-    writer: StoreWriter, monkeypatch: pytest.MonkeyPatch
+    writer: ScoreWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:  # a detector killed two minutes ago: its last commit is that old
         patch.setattr(time, "time", lambda: 1_700_000_000.0)
@@ -319,10 +319,10 @@ import sys, time
 import cv2, numpy as np
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, WindowScore
-from stream.store import SessionInfo, StoreWriter
-w = StoreWriter(sys.argv[1])
+from stream.store import AnnotatedFrame, FaceUpdate, SessionInfo, StreamInfo, open_writer
+w = open_writer(sys.argv[1])
 sid = w.start_session(SessionInfo("ck.pt", True, 20, 1, "mean", 0.5, 0.1, "cpu", "torch", ["live.mp4"]))
-w.add_stream(sid, "live", "live.mp4", "file")
+w.add_stream(sid, StreamInfo("live", "live.mp4", "file"))
 w.commit()
 jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
 print("READY", flush=True)
@@ -331,9 +331,9 @@ while time.monotonic() < end:
     now = time.time()
     for track in (1, 2, 3):
         w.write_scores([WindowScore(sid, "live", track, i + k, (i + k) / 30, 20, 0.7, now, now) for k in range(10)])
-        w.upsert_face(sid, "live", track, now, now, 0.0, i / 30, "live", "FAKE", 0.7, i + 10, jpeg)
+        w.write_face(sid, FaceUpdate("live", track, now, now, 0.0, i / 30, "live", "FAKE", 0.7, i + 10, jpeg))
     w.write_health(sid, StreamHealth("live", StreamState.LIVE, 30.0, 30.0, 0, 0, None), now)
-    w.write_frame(sid, "live", jpeg, now)
+    w.write_frame(sid, AnnotatedFrame("live", now, jpeg))
     if i % 100 == 0:
         w.write_alert(sid, Alert("live", 1, "turned_fake", now, 0.7, None))
     w.commit()

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from dashboard.launch import start_dashboard
-from dashboard.views import UNCALIBRATED, card_key
-from stream.store import StoreReader
+from dashboard.views import card_key
+from model.labels import UNCALIBRATED_WARNING
+from stream.store import open_reader
 from tests import media
 from tests.netns import private_network, require
 
@@ -88,7 +89,7 @@ def test_face_card_in_the_browser_matches_the_store(tmp_path: Path, engine_cache
                 expect(cards.first).to_be_visible(timeout=DETECTOR_TIMEOUT_S * 1000)  # while the detector runs
                 assert detector.wait(DETECTOR_TIMEOUT_S) == 0, _tail(detector_log)
 
-                with StoreReader(db) as reader:
+                with open_reader(db) as reader:
                     session = reader.latest_session()
                     assert session is not None and session.ended_at is not None
                     faces = reader.faces(session.session_id)
@@ -104,7 +105,7 @@ def test_face_card_in_the_browser_matches_the_store(tmp_path: Path, engine_cache
                     assert shown is not None, text
                     assert float(shown.group(1)) == pytest.approx(face.rolling_p_fake, abs=5e-4)
                 # This run had no trained weights: the page says so.
-                expect(page.get_by_text(UNCALIBRATED).first).to_be_visible()
+                expect(page.get_by_text(UNCALIBRATED_WARNING).first).to_be_visible()
                 # Let the pictures and charts finish drawing before the screenshot.
                 expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
                 page.wait_for_function("[...document.images].every((image) => image.complete)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import json
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +17,8 @@ import pytest
 from dashboard import data
 from dashboard.launch import DashboardError, start_dashboard
 from dashboard.verdicts import shown_verdict
-from model.weights import UNCALIBRATED_WARNING
 from stream.scores import VerdictState
-from stream.store import StoreReader, StoreWriter
+from stream.store import ScoreWriter, open_reader, open_writer
 from tests.dashboard_store import INFO, ROOT, Run, dashboard
 from tests.netns import private_network
 
@@ -33,7 +34,7 @@ def test_db_path_argument_then_environment_then_default() -> None:
 def test_page_redraws_when_the_store_a_run_a_stream_or_the_run_state_appears(db: Path) -> None:
     """The watcher reruns the whole page when this fingerprint changes, and only then."""
     seen = [data.fingerprint(db, data.LATEST)]  # no store yet
-    with StoreWriter(db) as writer:
+    with open_writer(db) as writer:
         seen.append(data.fingerprint(db, data.LATEST))  # a store with no runs
         run = Run(writer)
         writer.commit()
@@ -67,12 +68,12 @@ def test_shown_verdict(stored: str, rolling: float | None, threshold: float, cal
     assert shown_verdict(stored, rolling, threshold, 0.5, 0.1, calibrated) == expected
 
 
-def test_face_summaries_as_csv_and_json(db: Path, writer: StoreWriter) -> None:
+def test_face_summaries_as_csv_and_json(db: Path, writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.FAKE, 0.75, n=30)
     writer.commit()
-    with StoreReader(db) as reader:
+    with open_reader(db) as reader:
         frame = data.summaries_frame(reader, run.sid)
         session = reader.sessions()[0]
     csv = data.summaries_csv(frame).decode().splitlines()
@@ -130,7 +131,8 @@ def test_start_dashboard_says_why_it_died(db: Path, private_netns: None) -> None
             start_dashboard(db, port=port)
 
 
-def test_the_dashboard_uses_the_model_layers_uncalibrated_wording() -> None:
-    from dashboard.views import UNCALIBRATED as shown
-
-    assert shown == UNCALIBRATED_WARNING
+def test_importing_the_store_does_not_import_torch() -> None:
+    """The dashboard imports `stream.store`; the model layer's names it re-exports must not drag torch in."""
+    check = "import stream.store, sys; assert 'torch' not in sys.modules, 'stream.store imported torch'"
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

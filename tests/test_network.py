@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.network import FAKE_INDEX, FrameOutputs, SeedNet, build_network
+from model.labels import ARCHITECTURE_NAMES, LABEL_ORDER
+from model.network import ARCHITECTURES, FAKE_INDEX, FrameOutputs, SeedNet, build_network
 from tests.helpers import random_temporal
 
 
@@ -103,3 +104,10 @@ def test_unknown_mode_and_arch_are_refused(seed_model, window) -> None:
         seed_model.network.score_window(FrameOutputs(torch.zeros(2, 2048), torch.zeros(2, 2)), "median")
     with pytest.raises(ValueError, match="unknown architecture"):
         build_network("transformer")
+
+
+def test_architectures_are_the_model_layers_names() -> None:
+    assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES == ("seed", "temporal")
+    for name in ARCHITECTURE_NAMES:
+        assert build_network(name).arch == name
+    assert LABEL_ORDER[FAKE_INDEX] == "FAKE"

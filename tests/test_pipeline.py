@@ -12,10 +12,8 @@ import pytest
 
 from model.preprocess import crop_face
 from model.weights import load_checkpoint, save_checkpoint
-from stream.clips import ClipSettings
 from stream.faces import FaceDetector
-from stream.pipeline import PipelineConfig
-from stream.scores import VerdictPolicy, VerdictState
+from stream.scores import VerdictState
 from tests import media
 from tests.helpers import fit_seed_head
 from tests.pipeline_run import run_files
@@ -92,8 +90,8 @@ def test_crossing_faces_keep_their_ids_and_verdicts(videos, colour_checkpoint, t
 
 
 def test_verdicts_alerts_and_hysteresis(videos, colour_checkpoint, tmp_path, engine_cache) -> None:
-    config = PipelineConfig(window=10, policy=VerdictPolicy(threshold=0.5, hysteresis=0.2, rolling=3))
-    result = run_files([videos["colour_gray"]], colour_checkpoint, tmp_path / "db.sqlite", engine_cache, config)
+    verdicts = {"verdicts.threshold": 0.5, "verdicts.hysteresis": 0.2, "verdicts.rolling": 3}
+    result = run_files([videos["colour_gray"]], colour_checkpoint, tmp_path / "db.sqlite", engine_cache, verdicts)
     verdicts = {s.track_id: s.verdict for s in result.summaries}
     with result.reader() as reader:
         faces = {f.track_id: f for f in reader.faces(result.session_id)}
@@ -187,9 +185,14 @@ def test_grayscale_and_odd_sized_video(tmp_path, seed_model, engine_cache) -> No
 
 
 def test_an_alert_gets_an_evidence_clip_of_that_face(videos, colour_checkpoint, tmp_path, engine_cache) -> None:
-    clips = ClipSettings(directory=tmp_path / "clips", post_roll_s=0.2)
-    config = PipelineConfig(window=10, policy=VerdictPolicy(hysteresis=0.2, rolling=3), clips=clips)
-    result = run_files([videos["colour_gray"]], colour_checkpoint, tmp_path / "db.sqlite", engine_cache, config)
+    overrides = {
+        "verdicts.hysteresis": 0.2,
+        "verdicts.rolling": 3,
+        "clips.enabled": True,
+        "clips.directory": str(tmp_path / "clips"),
+        "clips.post_roll_s": 0.2,
+    }
+    result = run_files([videos["colour_gray"]], colour_checkpoint, tmp_path / "db.sqlite", engine_cache, overrides)
     with result.reader() as reader:
         alerts = reader.alerts(result.session_id)
         faces = {f.track_id: f for f in reader.faces(result.session_id)}

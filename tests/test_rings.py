@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from stream.rings import FaceRing, RingStore
+from stream.face import FaceRegistry, RingShape
+from stream.rings import FaceRing
+from stream.scores import VerdictPolicy
+from stream.sources import Frame
 
 D = 8
 
@@ -131,22 +134,38 @@ def test_invalid_ring_arguments(args: tuple, message: str) -> None:
     capacity, feature_dim, *thumb = args
     with pytest.raises(ValueError, match=message):
         FaceRing(capacity, feature_dim, True, *thumb)
-    with pytest.raises(ValueError, match=message):
-        RingStore(capacity, feature_dim, True, *thumb)
 
 
-def test_store_creates_once_and_drops() -> None:
-    store = RingStore(capacity=3, feature_dim=D, has_logits=True, thumb_size=8)
-    ring = store.get_or_create("a", 1)
-    assert store.get_or_create("a", 1) is ring
-    store.get_or_create("a", 2)
-    store.get_or_create("b", 1)
-    assert len(store) == 3 and ("a", 2) in store
-    assert store.nbytes == 3 * ring.nbytes
-    store.drop("a", 1)
-    store.drop("a", 1)  # dropping twice is harmless
-    assert len(store) == 2 and ("a", 1) not in store
-    assert store.get_or_create("a", 1) is not ring  # a fresh, empty ring
-    assert store.drop_stream("a") == [1, 2]
-    assert len(store) == 1 and ("b", 1) in store
-    assert store.drop_stream("missing") == []
+def frame(stream_id: str, index: int) -> Frame:
+    return Frame(stream_id, index, 1000.0 + index, index / 30, np.zeros((8, 8, 3), np.uint8))
+
+
+def test_registry_creates_once_evicts_once_and_keeps_summaries() -> None:
+    registry = FaceRegistry(RingShape(capacity=3, feature_dim=D, has_logits=True, thumb_size=8), VerdictPolicy())
+    crop = np.full((20, 20, 3), 128, np.uint8)
+    face = registry.see(frame("a", 0), 1, crop)
+    assert registry.see(frame("a", 1), 1, crop) is face
+    assert face.pending_thumbnail is not None and face.pending_thumbnail[:2] == b"\xff\xd8"
+    first = face.update()
+    assert first.thumbnail_jpeg is not None and face.update().thumbnail_jpeg is None  # sent once
+    for index in (0, 1):
+        face.add_crop(frame("a", index), crop, np.zeros(D, np.float32), np.zeros(2, np.float32))
+    assert len(face.ring) == 2 and face.crops == 2 and face.last_t_media == 1 / 30
+    registry.see(frame("a", 1), 2, crop)
+    registry.see(frame("b", 1), 1, crop)
+    assert [(f.stream_id, f.track_id) for f in registry.live()] == [("a", 1), ("a", 2), ("b", 1)]
+    assert registry.nbytes == 3 * face.ring.nbytes
+    gone = registry.evict("a", 1)
+    assert gone is face and gone.gone and gone.update().state == "gone"
+    assert registry.evict("a", 1) is None  # evicting twice is harmless
+    assert registry.see(frame("a", 5), 1, crop) is not face  # a fresh face with an empty ring
+    assert [f.track_id for f in registry.evict_stream("a")] == [1, 2]
+    assert [(f.stream_id, f.track_id) for f in registry.live()] == [("b", 1)]
+    summaries = registry.summaries()
+    assert [(s.stream_id, s.track_id, s.crops) for s in summaries] == [
+        ("a", 1, 2),
+        ("a", 1, 0),
+        ("a", 2, 0),
+        ("b", 1, 0),
+    ]
+    assert summaries[0].frames_scored == 0 and summaries[0].mean_p_fake is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.scores import Alert, FaceScorer, ScoreUpdate, VerdictPolicy, VerdictState
+from stream.scores import Alert, FaceScorer, ScoreUpdate, VerdictPolicy, VerdictState, band_verdict
 
 REAL, FAKE, UNSURE = VerdictState.REAL, VerdictState.FAKE, VerdictState.UNSURE
 
@@ -44,6 +44,25 @@ def test_band_edges_are_inclusive() -> None:
     assert states(feed(scorer, [0.6] * 5))[-1] is FAKE
     scorer = FaceScorer("cam", 2, VerdictPolicy(threshold=0.5, hysteresis=0.1, rolling=5))
     assert states(feed(scorer, [0.4] * 5))[-1] is REAL
+
+
+@pytest.mark.parametrize(
+    ("rolling", "current", "expected"),
+    [
+        (0.6, UNSURE, FAKE),  # the upper edge is inclusive
+        (0.6 - 5e-10, REAL, FAKE),  # within the 1e-9 slack of it
+        (0.6 - 1e-6, REAL, REAL),  # inside the band: the current state stays
+        (0.5, FAKE, FAKE),
+        (0.5, UNSURE, UNSURE),
+        (0.4 + 1e-6, FAKE, FAKE),
+        (0.4 + 5e-10, FAKE, REAL),
+        (0.4, UNSURE, REAL),  # the lower edge is inclusive
+        (0.0, FAKE, REAL),
+        (1.0, REAL, FAKE),
+    ],
+)
+def test_band_verdict(rolling: float, current: VerdictState, expected: VerdictState) -> None:
+    assert band_verdict(rolling, 0.5, 0.1, current) is expected
 
 
 def test_one_noisy_window_does_not_flip_real_to_fake() -> None:

@@ -17,16 +17,19 @@ from stream.scores import Alert, Verdict, VerdictState, WindowScore
 from stream.store import (
     SCHEMA_VERSION,
     AlertRow,
+    AnnotatedFrame,
     FaceRow,
     FaceSummary,
+    FaceUpdate,
     FrameRow,
     HealthRow,
     SessionInfo,
     StoreError,
-    StoreReader,
-    StoreWriter,
+    StreamInfo,
     StreamRow,
     VerdictRow,
+    open_reader,
+    open_writer,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,12 +50,12 @@ DAY = 86400.0
 # Run by a child interpreter (cwd=ROOT) so the writer is a real second process, as the detector is.
 WRITER_PRELUDE = """
 import sys, time
-from stream.store import SessionInfo, StoreWriter
+from stream.store import AnnotatedFrame, FaceUpdate, SessionInfo, StreamInfo, open_writer
 from stream.scores import WindowScore
 info = SessionInfo("ck.pt", False, 20, 1, "mean", 0.5, 0.1, "cpu", "torch", ["demo"])
-w = StoreWriter(sys.argv[1])
+w = open_writer(sys.argv[1])
 sid = w.start_session(info)
-w.add_stream(sid, "cam", "demo", "file")
+sid
 def batch(lo, hi):
     now = time.time()
     return [WindowScore(sid, "cam", 1, i, i / 25, 20, 0.5, now, now) for i in range(lo, hi)]
@@ -76,23 +79,25 @@ def spawn_writer(db: Path, body: str) -> subprocess.Popen[str]:
 
 def test_round_trip(tmp_path: Path) -> None:
     db = tmp_path / "runs" / "scores.db"  # parent made by the writer
-    with StoreWriter(db) as w:
+    with open_writer(db) as w:
         sid = w.start_session(INFO, started_at=1000.0)
-        w.add_stream(sid, "cam0", "demo", "file")
-        w.add_stream(sid, "cam1", "rtsp://***@cam.local/stream", "rtsp")
+        w.add_stream(sid, StreamInfo("cam0", "demo", "file"))
+        w.add_stream(sid, StreamInfo("cam1", "rtsp://***@cam.local/stream", "rtsp"))
         scores = [score(sid, i, p_fake=i / 10) for i in range(5)]
         w.write_scores(scores)
-        w.upsert_face(sid, "cam0", 1, 100.0, 104.0, 0.0, 0.16, "live", VerdictState.UNSURE, 0.3, 5, b"\xff\xd8thumb")
+        w.write_face(
+            sid, FaceUpdate("cam0", 1, 100.0, 104.0, 0.0, 0.16, "live", VerdictState.UNSURE, 0.3, 5, b"\xff\xd8thumb")
+        )
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 103.0, 0.71))
         first = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 103.0, 0.71, None, t_media=3.1))
         second = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 110.0, 0.9, None))
         w.set_alert_clip(first, "clips/cam0-1.mp4")
         w.write_health(sid, StreamHealth("cam0", StreamState.LIVE, 25.0, 19.5, 7, 0, None), 105.0)
-        w.write_frame(sid, "cam0", b"old", 104.0)
-        w.write_frame(sid, "cam0", b"\xff\xd8frame", 105.0)
+        w.write_frame(sid, AnnotatedFrame("cam0", 104.0, b"old"))
+        w.write_frame(sid, AnnotatedFrame("cam0", 105.0, b"\xff\xd8frame"))
         w.end_session(sid, ended_at=2000.0)
 
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         (session,) = r.sessions()
         assert session.session_id == sid and session.started_at == 1000.0 and session.ended_at == 2000.0
         assert session.info == INFO
@@ -104,7 +109,7 @@ def test_round_trip(tmp_path: Path) -> None:
         assert r.scores(sid, "cam0", 1) == scores
         assert r.faces(sid) == [
             FaceRow(
-                sid, "cam0", 1, 100.0, 104.0, 0.0, 0.16, "live", VerdictState.FAKE, 103.0, 0.71, 5, b"\xff\xd8thumb"
+                "cam0", 1, 100.0, 104.0, 0.0, 0.16, "live", VerdictState.FAKE, 0.71, 5, b"\xff\xd8thumb", sid, 103.0
             )
         ]
         assert r.faces(sid, "cam1") == []
@@ -113,14 +118,14 @@ def test_round_trip(tmp_path: Path) -> None:
             AlertRow(second, sid, "cam0", 1, "turned_fake", 110.0, 0.9, None, None),
             AlertRow(first, sid, "cam0", 1, "turned_fake", 103.0, 0.71, "clips/cam0-1.mp4", 3.1),
         ]
-        assert r.latest_frame(sid, "cam0") == FrameRow(sid, "cam0", 105.0, b"\xff\xd8frame")
+        assert r.latest_frame(sid, "cam0") == FrameRow("cam0", 105.0, b"\xff\xd8frame", sid)
         assert r.latest_frame(sid, "cam1") is None
 
 
 def test_store_is_wal_with_a_schema_version(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    StoreWriter(db).close()
-    StoreWriter(db).close()  # opening an existing store again keeps it as it is
+    open_writer(db).close()
+    open_writer(db).close()  # opening an existing store again keeps it as it is
     raw = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # what lets the dashboard read during writes
@@ -130,10 +135,10 @@ def test_store_is_wal_with_a_schema_version(tmp_path: Path) -> None:
 
 
 def test_scores_since_and_limit_keep_the_newest_in_frame_order(tmp_path: Path) -> None:
-    with StoreWriter(tmp_path / "s.db") as w:
+    with open_writer(tmp_path / "s.db") as w:
         sid = w.start_session(INFO)
         w.write_scores([score(sid, i) for i in range(10)])
-    with StoreReader(tmp_path / "s.db") as r:
+    with open_reader(tmp_path / "s.db") as r:
         assert [s.frame_index for s in r.scores(sid, "cam0", 1, limit=3)] == [7, 8, 9]
         assert [s.frame_index for s in r.scores(sid, "cam0", 1, since_t=105.0)] == [5, 6, 7, 8, 9]
         assert [s.frame_index for s in r.scores(sid, "cam0", 1, since_t=105.0, limit=2)] == [8, 9]
@@ -142,7 +147,7 @@ def test_scores_since_and_limit_keep_the_newest_in_frame_order(tmp_path: Path) -
 
 def test_resending_is_idempotent(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    with StoreWriter(db) as w:
+    with open_writer(db) as w:
         sid = w.start_session(INFO)
         batch = [score(sid, i) for i in range(4)]
         w.write_scores(batch)
@@ -153,7 +158,7 @@ def test_resending_is_idempotent(tmp_path: Path) -> None:
         assert w.write_alert(sid, alert) == w.write_alert(sid, alert)
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 103.0, 0.71))
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 103.0, 0.71))
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         assert [s.frame_index for s in r.scores(sid, "cam0", 1)] == [0, 1, 2, 3, 4]
         assert len(r.alerts(sid)) == 1
         assert len(r.verdicts(sid)) == 1
@@ -161,22 +166,22 @@ def test_resending_is_idempotent(tmp_path: Path) -> None:
 
 def test_face_upsert_keeps_first_thumbnail_and_first_sight(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    with StoreWriter(db) as w:
+    with open_writer(db) as w:
         sid = w.start_session(INFO)
-        w.upsert_face(sid, "cam0", 3, 10.0, 10.0, 1.0, 1.0, "live", VerdictState.UNSURE, None, 0, b"first")
-        w.upsert_face(sid, "cam0", 3, 10.0, 12.0, 1.0, 3.0, "live", VerdictState.REAL, 0.2, 40, None)
-        w.upsert_face(sid, "cam0", 3, 10.0, 14.0, 1.0, 5.0, "gone", VerdictState.REAL, 0.1, 90, None)
+        w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 10.0, 1.0, 1.0, "live", VerdictState.UNSURE, None, 0, b"first"))
+        w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 12.0, 1.0, 3.0, "live", VerdictState.REAL, 0.2, 40, None))
+        w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 14.0, 1.0, 5.0, "gone", VerdictState.REAL, 0.1, 90, None))
         with pytest.raises(ValueError, match="'live' or 'gone'"):
-            w.upsert_face(sid, "cam0", 3, 10.0, 14.0, 1.0, 5.0, "lost", VerdictState.REAL, 0.1, 90, None)
-    with StoreReader(db) as r:
+            w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 14.0, 1.0, 5.0, "lost", VerdictState.REAL, 0.1, 90, None))
+    with open_reader(db) as r:
         assert r.faces(sid) == [
-            FaceRow(sid, "cam0", 3, 10.0, 14.0, 1.0, 5.0, "gone", VerdictState.REAL, None, 0.1, 90, b"first")
+            FaceRow("cam0", 3, 10.0, 14.0, 1.0, 5.0, "gone", VerdictState.REAL, 0.1, 90, b"first", sid, None)
         ]
 
 
 def test_uncommitted_batch_is_invisible_until_commit(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    with StoreWriter(db) as w, StoreReader(db) as r:
+    with open_writer(db) as w, open_reader(db) as r:
         sid = w.start_session(INFO)
         w.write_scores([score(sid, i) for i in range(3)])
         assert r.scores(sid, "cam0", 1) == []
@@ -187,19 +192,19 @@ def test_uncommitted_batch_is_invisible_until_commit(tmp_path: Path) -> None:
 def test_second_session_leaves_the_first_unchanged(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     t0 = time.time()
-    with StoreWriter(db) as w:
+    with open_writer(db) as w:
         first = w.start_session(INFO, started_at=t0)
         w.write_scores([score(first, i, p_fake=0.1) for i in range(5)])
-        w.upsert_face(first, "cam0", 1, 100.0, 104.0, 0.0, 0.16, "gone", VerdictState.REAL, 0.1, 5, b"a")
+        w.write_face(first, FaceUpdate("cam0", 1, 100.0, 104.0, 0.0, 0.16, "gone", VerdictState.REAL, 0.1, 5, b"a"))
         w.end_session(first)
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         before = (r.sessions(), r.scores(first, "cam0", 1), r.faces(first))
-    with StoreWriter(db) as w:
+    with open_writer(db) as w:
         second = w.start_session(INFO, started_at=t0)  # the same start time still makes a distinct session
         w.write_scores([score(second, i, p_fake=0.9) for i in range(5)])
-        w.upsert_face(second, "cam0", 1, 200.0, 204.0, 0.0, 0.16, "live", VerdictState.FAKE, 0.9, 5, b"b")
+        w.write_face(second, FaceUpdate("cam0", 1, 200.0, 204.0, 0.0, 0.16, "live", VerdictState.FAKE, 0.9, 5, b"b"))
     assert second != first
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         others = [s for s in r.sessions() if s.session_id != second]
         assert (others, r.scores(first, "cam0", 1), r.faces(first)) == before
         assert len(r.sessions()) == 2
@@ -217,8 +222,8 @@ def test_reader_never_fails_or_blocks_while_another_process_writes(tmp_path: Pat
         i = 0
         while time.monotonic() < end:
             w.write_scores(batch(i, i + 10))
-            w.write_frame(sid, "cam", bytes(50_000), time.time())
-            w.upsert_face(sid, "cam", 1, 0.0, time.time(), 0.0, i / 25, "live", "UNSURE", 0.5, i + 10, b"t")
+            w.write_frame(sid, AnnotatedFrame("cam", time.time(), bytes(50_000)))
+            w.write_face(sid, FaceUpdate("cam", 1, 0.0, time.time(), 0.0, i / 25, "live", "UNSURE", 0.5, i + 10, b"t"))
             w.commit()
             i += 10
             time.sleep(0.005)
@@ -229,7 +234,7 @@ def test_reader_never_fails_or_blocks_while_another_process_writes(tmp_path: Pat
     sid = writer.stdout.readline().strip()
     assert sid, writer.communicate()[1]
     counts, slowest = [], 0.0
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         while writer.poll() is None:
             t0 = time.monotonic()
             counts.append(len(r.scores(sid, "cam", 1)))
@@ -256,8 +261,8 @@ def test_killed_writer_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
         w.write_scores(batch(30, 40))
         w.commit()
         w.write_scores(batch(40, 60))
-        w.upsert_face(sid, "cam", 1, 0.0, 1.0, 0.0, 2.4, "live", "UNSURE", 0.5, 60, b"t")
-        w.write_frame(sid, "cam", b"frame", 1.0)
+        w.write_face(sid, FaceUpdate("cam", 1, 0.0, 1.0, 0.0, 2.4, "live", "UNSURE", 0.5, 60, b"t"))
+        w.write_frame(sid, AnnotatedFrame("cam", 1.0, b"frame"))
         print(sid, flush=True)
         time.sleep(60)
         """,
@@ -266,64 +271,64 @@ def test_killed_writer_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
     assert sid, writer.communicate()[1]
     writer.send_signal(signal.SIGKILL)
     assert writer.wait(timeout=10) == -signal.SIGKILL
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         assert [s.frame_index for s in r.scores(sid, "cam", 1)] == list(range(40))
         assert r.faces(sid) == []
         assert r.latest_frame(sid, "cam") is None
         assert r.latest_session().ended_at is None
-    with StoreWriter(db) as w:  # the next run opens the same store after the crash
+    with open_writer(db) as w:  # the next run opens the same store after the crash
         w.start_session(INFO)
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         assert len(r.sessions()) == 2
 
 
 def test_retention_deletes_old_sessions_and_their_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "s.db"
     now = time.time()
-    with StoreWriter(db, retention_days=None) as w:
+    with open_writer(db, retention_days=None) as w:
         ended = w.start_session(INFO, started_at=now - 50 * DAY)
         w.write_scores([score(ended, i) for i in range(3)])
-        w.upsert_face(ended, "cam0", 1, 1.0, 2.0, 0.0, 0.1, "gone", VerdictState.REAL, 0.1, 3, b"x")
+        w.write_face(ended, FaceUpdate("cam0", 1, 1.0, 2.0, 0.0, 0.1, "gone", VerdictState.REAL, 0.1, 3, b"x"))
         w.end_session(ended, ended_at=now - 40 * DAY)
         recent = w.start_session(INFO, started_at=now - 5 * DAY)
         w.end_session(recent, ended_at=now - 4 * DAY)
     with monkeypatch.context() as m:  # a detector killed 40 days ago: never ended, idle since
         m.setattr(time, "time", lambda: now - 40 * DAY)
-        with StoreWriter(db, retention_days=None) as w:
+        with open_writer(db, retention_days=None) as w:
             crashed = w.start_session(INFO)
             w.write_scores([score(crashed, 0)])
 
-    with StoreWriter(db, retention_days=None) as w:
+    with open_writer(db, retention_days=None) as w:
         w.start_session(INFO)
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         assert {ended, recent, crashed} <= {s.session_id for s in r.sessions()}
 
-    with StoreWriter(db, retention_days=30) as w:
+    with open_writer(db, retention_days=30) as w:
         latest = w.start_session(INFO)
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         kept = {s.session_id for s in r.sessions()}
         assert recent in kept and latest in kept
         assert ended not in kept and crashed not in kept
         assert r.scores(ended, "cam0", 1) == [] and r.faces(ended) == [] and r.scores(crashed, "cam0", 1) == []
 
     with pytest.raises(ValueError, match="retention_days"):
-        StoreWriter(db, retention_days=0)
+        open_writer(db, retention_days=0)
 
 
 def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    with StoreWriter(db) as w:
+    with open_writer(db) as w:
         sid = w.start_session(INFO)
         a = [0.2, 0.4, 0.9, 0.5]
         w.write_scores([score(sid, 10 + i, p_fake=p) for i, p in enumerate(a)])
-        w.upsert_face(sid, "cam0", 1, 50.0, 60.0, 0.4, 0.52, "gone", VerdictState.UNSURE, 0.5, 4, None)
+        w.write_face(sid, FaceUpdate("cam0", 1, 50.0, 60.0, 0.4, 0.52, "gone", VerdictState.UNSURE, 0.5, 4, None))
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 55.0, 0.7))
         w.write_scores([score(sid, i, p_fake=0.1, track_id=2, stream_id="cam1") for i in range(3)])
-        w.upsert_face(sid, "cam1", 2, 51.0, 52.0, 0.0, 0.08, "live", VerdictState.REAL, 0.1, 3, None)
-        w.upsert_face(sid, "cam1", 5, 53.0, 53.0, 2.0, 2.0, "live", VerdictState.UNSURE, None, 0, None)
+        w.write_face(sid, FaceUpdate("cam1", 2, 51.0, 52.0, 0.0, 0.08, "live", VerdictState.REAL, 0.1, 3, None))
+        w.write_face(sid, FaceUpdate("cam1", 5, 53.0, 53.0, 2.0, 2.0, "live", VerdictState.UNSURE, None, 0, None))
         other = w.start_session(INFO)
         w.write_scores([score(other, i, p_fake=1.0) for i in range(50)])  # another session must not leak in
-    with StoreReader(db) as r:
+    with open_reader(db) as r:
         summaries = r.face_summaries(sid)
     assert [(s.stream_id, s.track_id) for s in summaries] == [("cam0", 1), ("cam1", 2), ("cam1", 5)]
     first, second, unscored = summaries
@@ -345,7 +350,7 @@ def test_unwritable_paths_give_a_one_line_store_error(tmp_path: Path) -> None:
         tmp_path,
     ):
         with pytest.raises(StoreError) as raised:
-            StoreWriter(path)
+            open_writer(path)
         message = str(raised.value)
         assert "\n" not in message
         assert message.startswith(f"cannot open the score store at {path}: ") and message.endswith("writable path")
@@ -353,24 +358,24 @@ def test_unwritable_paths_give_a_one_line_store_error(tmp_path: Path) -> None:
 
 def test_reader_errors_and_empty_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"no score store at .*missing\.db yet: start the detector"):
-        StoreReader(tmp_path / "missing.db")
+        open_reader(tmp_path / "missing.db")
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database " * 200)
     with pytest.raises(StoreError, match="cannot read the score store"):
-        StoreReader(garbage)
+        open_reader(garbage)
     empty = tmp_path / "empty.db"  # the instant between the writer creating the file and its schema
     empty.touch()
-    with StoreReader(empty) as r:
+    with open_reader(empty) as r:
         assert r.sessions() == [] and r.latest_session() is None and r.face_summaries("x") == []
 
 
 def test_closing_twice_is_safe_and_writes_after_close_fail_clearly(tmp_path: Path) -> None:
-    w = StoreWriter(tmp_path / "s.db")
+    w = open_writer(tmp_path / "s.db")
     sid = w.start_session(INFO)
     w.write_scores([score(sid, 0)])
     w.close()
     w.close()
     with pytest.raises(StoreError, match="closed"):
         w.write_scores([score(sid, 1)])
-    with StoreReader(tmp_path / "s.db") as r:
+    with open_reader(tmp_path / "s.db") as r:
         assert len(r.scores(sid, "cam0", 1)) == 1  # close() committed the open batch

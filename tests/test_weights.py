@@ -11,15 +11,10 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from model.labels import ARCHITECTURE_NAMES, UNCALIBRATED_WARNING
 from model.network import SeedNet
 from model.preprocess import crops_to_batch
-from model.weights import (
-    UNCALIBRATED_WARNING,
-    CheckpointError,
-    load_checkpoint,
-    resolve_weights,
-    save_checkpoint,
-)
+from model.weights import CheckpointError, load_checkpoint, resolve_weights, save_checkpoint
 from tests.helpers import astronaut_face_bgr, fit_seed_head, random_temporal
 
 
@@ -132,7 +127,7 @@ def test_foreign_checkpoints_are_rejected(tmp_path) -> None:
         load_checkpoint(tensor_file)
 
 
-@pytest.mark.parametrize("arch", ["seed", "temporal"])
+@pytest.mark.parametrize("arch", ARCHITECTURE_NAMES)
 def test_own_format_round_trips(tmp_path, seed_model, arch) -> None:
     network = seed_model.network if arch == "seed" else random_temporal()
     path = save_checkpoint(network, tmp_path / f"own-{arch}.pt", window=30, trained_on="test", metrics={"auc": 0.5})
@@ -152,6 +147,15 @@ def test_own_format_missing_fields_is_named(tmp_path) -> None:
     path = tmp_path / "partial.pt"
     torch.save({"format": "deepfake-stream/1", "arch": "seed"}, path)
     with pytest.raises(CheckpointError, match="lacks fields: state_dict, window"):
+        load_checkpoint(path)
+
+
+def test_own_format_with_an_unknown_architecture_is_refused(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    fields = {"window": 10, "label_order": ["FAKE", "REAL"], "mean": [0.0] * 3, "std": [1.0] * 3}
+    fields |= {"input_size": 112, "channel_order": "BGR", "state_dict": {}}
+    torch.save({"format": "deepfake-stream/1", "arch": "transformer", **fields}, path)
+    with pytest.raises(CheckpointError, match="unknown architecture 'transformer'"):
         load_checkpoint(path)
 
 

@@ -1,6 +1,7 @@
-"""The score store's records: what a run is (`SessionInfo`) and the rows the reader returns.
+"""The score store's records: what a run is (`SessionInfo`), what the writer takes, and the rows the reader returns.
 
-Kept apart from `stream/store.py` (which re-exports them) so that module stays the SQL and nothing else.
+Kept apart from `stream/store/sqlite.py` so that module stays the SQL and nothing else; `stream.store` re-exports
+them.
 """
 
 from __future__ import annotations
@@ -62,20 +63,50 @@ class StreamRow:
 
 
 @dataclass(frozen=True)
-class FaceRow:
-    session_id: str
+class StreamInfo:
+    """One stream of a session: its id, its (redacted) source and its kind."""
+
+    stream_id: str
+    source: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class FaceUpdate:
+    """A face as the detector last saw it: what the store keeps per face, and the loop's live-face snapshot."""
+
     stream_id: str
     track_id: int
-    first_seen: float
+    first_seen: float  # wall-clock
     last_seen: float
     first_t_media: float | None
     last_t_media: float | None
     state: str  # "live" | "gone"
     verdict: VerdictState
-    verdict_since: float | None  # None until a verdict change was written
     rolling_p_fake: float | None
     frames_scored: int
-    thumbnail_jpeg: bytes | None
+    thumbnail_jpeg: bytes | None  # sent once, with the face's first update; the store keeps the first it gets
+
+    def __post_init__(self) -> None:
+        if self.state not in ("live", "gone"):
+            raise ValueError(f"face state must be 'live' or 'gone', got {self.state!r}")
+
+
+@dataclass(frozen=True)
+class AnnotatedFrame:
+    """The newest frame of a stream with its faces drawn, as a JPEG, for the dashboard."""
+
+    stream_id: str
+    t: float  # wall-clock
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class FaceRow(FaceUpdate):
+    """A stored face."""
+
+    session_id: str
+    verdict_since: float | None  # None until a verdict change was written
 
 
 # A stored score has exactly the fields of the record the pipeline wrote.
@@ -106,22 +137,22 @@ class AlertRow:
 
 
 @dataclass(frozen=True)
-class FrameRow:
+class FrameRow(AnnotatedFrame):
     session_id: str
-    stream_id: str
-    t: float
-    jpeg: bytes
 
 
 @dataclass(frozen=True)
 class FaceSummary:
+    """One face over a whole run: what the CLI prints and reports, and what the store summarises."""
+
     stream_id: str
     track_id: int
     first_seen: float
     last_seen: float
     first_t_media: float | None
     last_t_media: float | None
-    frames_scored: int  # number of stored window scores
+    frames_scored: int  # window scores
     verdict: VerdictState
     mean_p_fake: float | None  # None when the face has no scores
     max_p_fake: float | None
+    crops: int | None = None  # crops encoded; only the detector that saw the face knows (None from the store)

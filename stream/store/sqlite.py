@@ -1,4 +1,4 @@
-"""The score store: SQLite in WAL mode behind a writer (the detector) and a read-only reader (the dashboard).
+"""The score store in SQLite (WAL mode): the detector's writer and the dashboard's read-only reader.
 
 Nothing outside this module writes SQL. Every run is a session; writes are idempotent, keyed by
 (session, stream, track, frame_index), so re-sending is harmless and a second run never overwrites the first.
@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
 from operator import attrgetter
 from pathlib import Path
@@ -20,35 +20,22 @@ from typing import Any
 
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, Verdict, VerdictState, WindowScore
-from stream.store_records import (  # re-exported: the dashboard imports them from here
+from stream.store.records import (
     AlertRow,
+    AnnotatedFrame,
     FaceRow,
     FaceSummary,
+    FaceUpdate,
     FrameRow,
     HealthRow,
     ScoreRow,
     SessionInfo,
     SessionRow,
     StoreError,
+    StreamInfo,
     StreamRow,
     VerdictRow,
 )
-
-__all__ = [
-    "AlertRow",
-    "FaceRow",
-    "FaceSummary",
-    "FrameRow",
-    "HealthRow",
-    "ScoreRow",
-    "SessionInfo",
-    "SessionRow",
-    "StoreError",
-    "StoreReader",
-    "StoreWriter",
-    "StreamRow",
-    "VerdictRow",
-]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_S = 10.0
@@ -84,6 +71,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     track_id INTEGER NOT NULL, kind TEXT NOT NULL, t REAL NOT NULL, p_fake REAL NOT NULL, clip_path TEXT,
     t_media REAL, UNIQUE (session_id, stream_id, track_id, kind, t));
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (session_id, t);
+CREATE TABLE IF NOT EXISTS session_config (session_id TEXT PRIMARY KEY, config TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS frames (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, t REAL NOT NULL, jpeg BLOB NOT NULL,
     PRIMARY KEY (session_id, stream_id));
@@ -91,7 +79,17 @@ CREATE TABLE IF NOT EXISTS frames (
 _score_values = attrgetter(*(f.name for f in fields(WindowScore)))
 _health_values = attrgetter(*(f.name for f in fields(StreamHealth)))
 # `sessions` last: the retention delete finds old sessions through it.
-_SESSION_TABLES = ("scores", "verdicts", "alerts", "faces", "health", "frames", "streams", "sessions")
+_SESSION_TABLES = (
+    "scores",
+    "verdicts",
+    "alerts",
+    "faces",
+    "health",
+    "frames",
+    "streams",
+    "session_config",
+    "sessions",
+)
 
 
 def _one_line(error: BaseException | str) -> str:
@@ -103,7 +101,7 @@ def _new_session_id(started_at: float) -> str:
     return f"{stamp}{int(started_at % 1 * 1000):03d}Z-{secrets.token_hex(3)}"
 
 
-class StoreWriter:
+class SqliteWriter:
     """The detector's side: writes are batched in one transaction until `commit()` (called every loop)."""
 
     def __init__(self, path: str | Path, retention_days: float | None = 30) -> None:
@@ -159,7 +157,10 @@ class StoreWriter:
             except sqlite3.Error as error:
                 raise StoreError(f"score store at {self.path}: {action} failed: {_one_line(error)}") from None
 
-    def start_session(self, info: SessionInfo, started_at: float | None = None) -> str:
+    def start_session(
+        self, info: SessionInfo, config: Mapping[str, Any] | None = None, started_at: float | None = None
+    ) -> str:
+        """A new session for this run; `config` (the run's resolved settings) is kept beside it."""
         started_at = time.time() if started_at is None else started_at
         session_id = _new_session_id(started_at)
         with self._write("start session") as conn:
@@ -176,16 +177,18 @@ class StoreWriter:
                 f"VALUES (?, ?, ?, {', '.join('?' * len(values))})",
                 (session_id, started_at, started_at, *values.values()),
             )
+            if config is not None:
+                conn.execute("INSERT INTO session_config VALUES (?, ?)", (session_id, json.dumps(config)))
             self._own_sessions.append(session_id)
         self.commit()
         return session_id
 
-    def add_stream(self, session_id: str, stream_id: str, source: str, kind: str) -> None:
+    def add_stream(self, session_id: str, stream: StreamInfo) -> None:
         with self._write("add stream") as conn:
             conn.execute(
                 "INSERT INTO streams VALUES (?, ?, ?, ?) "
                 "ON CONFLICT DO UPDATE SET source = excluded.source, kind = excluded.kind",
-                (session_id, stream_id, source, kind),
+                (session_id, stream.stream_id, stream.source, stream.kind),
             )
 
     def write_scores(self, scores: Sequence[WindowScore]) -> None:
@@ -196,25 +199,8 @@ class StoreWriter:
                 "INSERT OR IGNORE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [_score_values(s) for s in scores]
             )
 
-    def upsert_face(
-        self,
-        session_id: str,
-        stream_id: str,
-        track_id: int,
-        first_seen: float,
-        last_seen: float,
-        first_t_media: float | None,
-        last_t_media: float | None,
-        state: str,
-        verdict: VerdictState,
-        rolling_p_fake: float | None,
-        frames_scored: int,
-        thumbnail_jpeg: bytes | None,
-    ) -> None:
-        if state not in ("live", "gone"):
-            raise ValueError(f"face state must be 'live' or 'gone', got {state!r}")
-        key = (session_id, stream_id, track_id)
-        current = (VerdictState(verdict).value, rolling_p_fake, frames_scored)
+    def write_face(self, session_id: str, face: FaceUpdate) -> None:
+        """Insert or update a face; its first thumbnail and first times are kept."""
         with self._write("write face") as conn:
             conn.execute(
                 "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT DO UPDATE SET "
@@ -224,7 +210,20 @@ class StoreWriter:
                 "verdict = excluded.verdict, rolling_p_fake = excluded.rolling_p_fake, "
                 "frames_scored = excluded.frames_scored, "
                 "thumbnail_jpeg = COALESCE(excluded.thumbnail_jpeg, thumbnail_jpeg)",
-                (*key, first_seen, last_seen, first_t_media, last_t_media, state, *current, thumbnail_jpeg),
+                (
+                    session_id,
+                    face.stream_id,
+                    face.track_id,
+                    face.first_seen,
+                    face.last_seen,
+                    face.first_t_media,
+                    face.last_t_media,
+                    face.state,
+                    VerdictState(face.verdict).value,
+                    face.rolling_p_fake,
+                    face.frames_scored,
+                    face.thumbnail_jpeg,
+                ),
             )
 
     def write_verdict(self, session_id: str, verdict: Verdict) -> None:
@@ -268,9 +267,12 @@ class StoreWriter:
                 (session_id, *_health_values(health), t),
             )
 
-    def write_frame(self, session_id: str, stream_id: str, jpeg: bytes, t: float) -> None:
+    def write_frame(self, session_id: str, frame: AnnotatedFrame) -> None:
+        """Keep only the newest annotated frame per stream."""
         with self._write("write frame") as conn:
-            conn.execute("INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?)", (session_id, stream_id, t, jpeg))
+            conn.execute(
+                "INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?)", (session_id, frame.stream_id, frame.t, frame.jpeg)
+            )
 
     def commit(self) -> None:
         """Make the batch durable and visible to readers; a killed process loses only what came after."""
@@ -301,14 +303,14 @@ class StoreWriter:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> StoreWriter:
+    def __enter__(self) -> SqliteWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class StoreReader:
+class SqliteReader:
     """The dashboard's side: a read-only connection; WAL lets it read while the detector writes."""
 
     def __init__(self, path: str | Path) -> None:
@@ -374,6 +376,11 @@ class StoreReader:
         sessions = self.sessions()
         return sessions[0] if sessions else None
 
+    def session_config(self, session_id: str) -> dict[str, Any] | None:
+        """The resolved settings the session ran with (None for sessions written before they were kept)."""
+        rows = self._rows("SELECT config FROM session_config WHERE session_id = ?", (session_id,))
+        return json.loads(rows[0][0]) if rows else None
+
     def streams(self, session_id: str) -> list[StreamRow]:
         rows = self._rows(
             "SELECT s.session_id, s.stream_id, s.source, s.kind, h.state, h.fps_in, h.fps_scored, h.frames_dropped, "
@@ -385,10 +392,12 @@ class StoreReader:
 
     def faces(self, session_id: str, stream_id: str | None = None) -> list[FaceRow]:
         rows = self._rows(
-            "SELECT * FROM faces WHERE session_id = ? AND (? IS NULL OR stream_id = ?) ORDER BY stream_id, track_id",
+            "SELECT stream_id, track_id, first_seen, last_seen, first_t_media, last_t_media, state, verdict, "
+            "rolling_p_fake, frames_scored, thumbnail_jpeg, session_id, verdict_since FROM faces "
+            "WHERE session_id = ? AND (? IS NULL OR stream_id = ?) ORDER BY stream_id, track_id",
             (session_id, stream_id, stream_id),
         )
-        return [FaceRow(*r[:8], VerdictState(r[8]), *r[9:]) for r in rows]
+        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:]) for r in rows]
 
     def scores(
         self,
@@ -423,7 +432,10 @@ class StoreReader:
         return [AlertRow(*r) for r in rows]
 
     def latest_frame(self, session_id: str, stream_id: str) -> FrameRow | None:
-        rows = self._rows("SELECT * FROM frames WHERE session_id = ? AND stream_id = ?", (session_id, stream_id))
+        rows = self._rows(
+            "SELECT stream_id, t, jpeg, session_id FROM frames WHERE session_id = ? AND stream_id = ?",
+            (session_id, stream_id),
+        )
         return FrameRow(*rows[0]) if rows else None
 
     def face_summaries(self, session_id: str) -> list[FaceSummary]:
@@ -446,7 +458,7 @@ class StoreReader:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> StoreReader:
+    def __enter__(self) -> SqliteReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,318 @@
+"""Typed, strict configuration: configs/default.yaml and flags fill the same frozen dataclasses that hold the defaults.
+
+An unknown key, a wrong type or an out-of-range value is a one-line ConfigError naming the key (and the closest one).
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from model.engine import CPU_ENGINES, DEVICES, is_device_name
+from stream.clips import ClipSettings
+from stream.faces import BoxMapping
+from stream.scores import VerdictPolicy
+from stream.sources import SourceOptions
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+MIN_WINDOW, MAX_WINDOW = 10, 100
+WINDOW_MODES = ("mean", "last")
+
+
+class ConfigError(Exception):
+    """A configuration file, section, key or value that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    weights: str = "auto"  # auto | a checkpoint path
+    window: int = 20  # frames per window score
+    stride: int = 1  # score a face's window every N scored crops
+    window_mode: str = "mean"  # mean | last
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cpu_engine: str = "auto"  # auto | onnxruntime | torch
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise ValueError("weights must be auto or a checkpoint path, got an empty string")
+        if not MIN_WINDOW <= self.window <= MAX_WINDOW:
+            raise ValueError(f"window must be {MIN_WINDOW}..{MAX_WINDOW} frames, got {self.window}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be at least 1, got {self.stride}")
+        if self.window_mode not in WINDOW_MODES:
+            raise ValueError(f"window_mode must be one of {', '.join(WINDOW_MODES)}, got {self.window_mode!r}")
+        if not is_device_name(self.device):
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.cpu_engine not in CPU_ENGINES:
+            raise ValueError(f"cpu_engine must be one of {', '.join(CPU_ENGINES)}, got {self.cpu_engine!r}")
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    min_score: float = 0.5  # detections below this confidence are ignored
+    box_dx: float = 0.066  # MediaPipe box -> the original's dlib box (see stream.faces.BoxMapping)
+    box_dy: float = 0.077
+    box_scale_w: float = 0.886
+    box_scale_h: float = 0.887
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in 0..1, got {self.min_score}")
+        if not (0.2 <= self.box_scale_w <= 3.0 and 0.2 <= self.box_scale_h <= 3.0):
+            raise ValueError(
+                f"box_scale_w and box_scale_h must be within 0.2..3.0, got {self.box_scale_w}, {self.box_scale_h}"
+            )
+
+    def mapping(self) -> BoxMapping:
+        return BoxMapping(dx=self.box_dx, dy=self.box_dy, scale_w=self.box_scale_w, scale_h=self.box_scale_h)
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    iou_threshold: float = 0.3  # a detection joins a track at least this IoU with its predicted box
+    max_missed_frames: int = 15  # a track unseen for more frames than this is evicted
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.max_missed_frames < 0:
+            raise ValueError(f"max_missed_frames must be at least 0, got {self.max_missed_frames}")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    max_batch: int = 16  # crops per encoder call
+    max_wait_ms: float = 0.0  # wait for other live streams' frames to share a batch (0: never)
+    annotate_fps: float = 4.0  # annotated frames per second per stream written to the store
+    status_interval_s: float = 5.0  # seconds between status lines on stderr
+    health_interval_s: float = 1.0  # seconds between stream health rows in the store
+    thumb_size: int = 112  # ring crops (the evidence clips' pre-roll) are thumb_size x thumb_size
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be at least 0, got {self.max_wait_ms}")
+        for name in ("annotate_fps", "status_interval_s", "health_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 8 <= self.thumb_size <= 512:
+            raise ValueError(f"thumb_size must be 8..512 pixels per side, got {self.thumb_size}")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    db: Path = Path("runs/deepfake.db")  # SQLite score store
+    retention_days: float | None = 30.0  # sessions ended longer ago are deleted (None: keep all)
+
+    def __post_init__(self) -> None:
+        if self.retention_days is not None and not self.retention_days > 0:
+            raise ValueError(f"retention_days must be a positive number of days or null, got {self.retention_days}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One field per YAML section, in configs/default.yaml's order."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    faces: FaceSettings = field(default_factory=FaceSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    verdicts: VerdictPolicy = field(default_factory=VerdictPolicy)
+    pipeline: LoopSettings = field(default_factory=LoopSettings)
+    sources: SourceOptions = field(default_factory=SourceOptions)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    clips: ClipSettings = field(default_factory=ClipSettings)
+
+
+# Fields of a section's dataclass that are not configuration (set by the program, not by YAML or flags).
+_NOT_CONFIG: dict[type, frozenset[str]] = {VerdictPolicy: frozenset({"calibrated"})}
+_SECTIONS: dict[str, type] = dict(typing.get_type_hints(Settings))
+_HINTS: dict[type, dict[str, Any]] = {cls: typing.get_type_hints(cls) for cls in _SECTIONS.values()}
+
+
+def config_keys(section: str) -> list[str]:
+    """The keys YAML and flags may set in `section`, in declaration order."""
+    cls = _SECTIONS[section]
+    return [f.name for f in fields(cls) if f.init and f.name not in _NOT_CONFIG.get(cls, frozenset())]
+
+
+_KEYS: dict[str, list[str]] = {section: config_keys(section) for section in _SECTIONS}
+_DOTTED: dict[str, str] = {key: f"{section}.{key}" for section, keys in _KEYS.items() for key in keys}
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    matches = difflib.get_close_matches(word, candidates, n=1)
+    return matches[0] if matches else None
+
+
+def _unknown_key(origin: str, section: str, key: str) -> ConfigError:
+    """`key` is not in `section`: suggest a key it was meant to be, here or in another section, else list them."""
+    name = f"{section}.{key}"
+    suggestion = _DOTTED.get(key)  # the right key in the wrong section
+    if suggestion is None:
+        close = _closest(key, _KEYS[section])
+        suggestion = f"{section}.{close}" if close else None
+    if suggestion is None:
+        close = _closest(key, list(_DOTTED))
+        suggestion = _DOTTED[close] if close else None
+    if suggestion is not None:
+        return ConfigError(f"{origin}: unknown key {name} (did you mean {suggestion}?)")
+    return ConfigError(f"{origin}: unknown key {name} (valid keys of {section}: {', '.join(_KEYS[section])})")
+
+
+def _unknown_top_level(origin: str, name: str, is_section: bool) -> ConfigError:
+    """`name` at top level is neither a section nor placed in one: suggest a section or the full dotted key.
+
+    `is_section`: it holds a mapping, so a section is the likelier meaning; else a key left out of its section.
+    """
+    if name in _DOTTED:
+        return ConfigError(f"{origin}: unknown key {name} at top level (did you mean {_DOTTED[name]}?)")
+    section, key = _closest(name, list(_SECTIONS)), _closest(name, list(_DOTTED))
+    dotted = _DOTTED[key] if key else None
+    first, second = (section, dotted) if is_section else (dotted, section)
+    suggestion = first or second
+    kind = "section" if is_section else "key"
+    if suggestion is not None:
+        return ConfigError(f"{origin}: unknown {kind} {name} (did you mean {suggestion}?)")
+    return ConfigError(f"{origin}: unknown {kind} {name} (valid sections: {', '.join(_SECTIONS)})")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+_EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path (string)"}
+
+
+def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
+    """`value` checked against the field annotation `hint` (and int -> float, str -> Path); ConfigError if it is not."""
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        optional = len(members) < len(typing.get_args(hint))
+        if len(members) != 1:
+            raise TypeError(f"config field {dotted}: unsupported annotation {hint}")
+        hint = members[0]
+    if value is None and optional:
+        return None
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is Path:
+        ok = isinstance(value, str | Path)
+        value = Path(value) if ok else value
+    else:
+        raise TypeError(f"config field {dotted}: unsupported annotation {hint}")
+    if not ok:
+        expected = _EXPECTED[hint] + (" or null" if optional else "")
+        raise ConfigError(f"{origin}: {dotted} must be {expected}, got {_shown(value)}")
+    return value
+
+
+def _section_values(origin: str, section: str, values: Mapping[Any, Any]) -> dict[str, Any]:
+    hints = _HINTS[_SECTIONS[section]]
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or key not in _KEYS[section]:
+            raise _unknown_key(origin, section, str(key))
+        checked[key] = _typed(origin, f"{section}.{key}", hints[key], value)
+    return checked
+
+
+def _build(origin: str, section: str, make: Callable[..., Any], values: dict[str, Any]) -> Any:
+    """`make(**values)` with the dataclass's own ValueError as a ConfigError naming origin and section."""
+    try:
+        return make(**values)
+    except ValueError as error:
+        raise ConfigError(f"{origin}: {section}: {error}") from None
+
+
+def settings_from_mapping(data: Mapping[Any, Any], origin: str) -> Settings:
+    """Settings from parsed YAML `{section: {key: value}}`; absent sections and keys keep their defaults."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: must be a mapping of sections, got {_shown(data)}")
+    sections: dict[str, Any] = {}
+    for name, values in data.items():
+        if not isinstance(name, str) or name not in _SECTIONS:
+            raise _unknown_top_level(origin, str(name), is_section=isinstance(values, Mapping))
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: section {name} must be a mapping of keys, got {_shown(values)}")
+        sections[name] = _build(origin, name, _SECTIONS[name], _section_values(origin, name, values))
+    return Settings(**sections)
+
+
+def with_overrides(settings: Settings, overrides: Mapping[str, Any], origin: str = "flags") -> Settings:
+    """`settings` with dotted keys (`{"model.window": 10}`) replaced; a value of None (flag not given) is skipped."""
+    changes: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, dot, key = dotted.partition(".")
+        if not dot and dotted in _SECTIONS:
+            keys = ", ".join(f"{dotted}.{key}" for key in _KEYS[dotted])
+            raise ConfigError(f"{origin}: {dotted} is a section, not a key (its keys: {keys})")
+        if not dot:
+            raise _unknown_top_level(origin, dotted, is_section=False)
+        if section not in _SECTIONS:
+            suggestion = _DOTTED.get(key) or _closest(dotted, list(_DOTTED.values()))
+            if suggestion is None:
+                raise ConfigError(f"{origin}: unknown key {dotted} (valid sections: {', '.join(_SECTIONS)})")
+            raise ConfigError(f"{origin}: unknown key {dotted} (did you mean {suggestion}?)")
+        changes.setdefault(section, {}).update(_section_values(origin, section, {key: value}))
+    updated: dict[str, Any] = {}
+    for section, values in changes.items():
+        updated[section] = _build(origin, section, partial(replace, getattr(settings, section)), values)
+    return replace(settings, **updated)
+
+
+def load_settings(path: Path | None = DEFAULT_CONFIG, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The YAML file at `path` (None: the defaults alone) over the defaults, then `overrides` (dotted keys)."""
+    settings = Settings()
+    if path is not None:
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config {path} is not valid YAML: {_yaml_problem(error)}") from None
+        if not isinstance(content, Mapping):
+            raise ConfigError(f"config {path} must be a mapping of sections, got {_shown(content)}")
+        settings = settings_from_mapping(content, str(path))
+    return with_overrides(settings, overrides or {})
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return problem if mark is None else f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+
+
+def settings_as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Exactly the config keys, JSON-serialisable (paths as strings): the resolved config saved with a run."""
+    result: dict[str, dict[str, Any]] = {}
+    for section, keys in _KEYS.items():
+        values = getattr(settings, section)
+        result[section] = {key: _plain(getattr(values, key)) for key in keys}
+    return result
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
