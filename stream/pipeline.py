@@ -22,7 +22,7 @@ from stream.cropping import FaceCrop, FaceCropper
 from stream.encoder import CropEncoder
 from stream.face import Face, FaceRegistry, RingShape
 from stream.faces import FaceDetector
-from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth
+from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth, StreamState
 from stream.inbox import AddSource, Inbox, RemoveSource, Stop
 from stream.scores import VerdictState, WindowScore
 from stream.sinks import Event, Sink, StageTimings
@@ -312,7 +312,9 @@ class Pipeline:
         self._evict(stream_id, work.cropper.evict_all())
         work.cropper.close()
         self._stopped_sources.append(work.source)
-        final = work.health()
+        # A stopped source's thread may still be unwinding; once it has, its state is ENDED unless it FAILED.
+        state = StreamState.FAILED if work.source.state == StreamState.FAILED else StreamState.ENDED
+        final = replace(work.health(), state=state)
         self._ended_health[stream_id] = final
         self._events.append(final)
         self._publish()
