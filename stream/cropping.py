@@ -51,6 +51,10 @@ class FaceCropper:
                 crops.append(FaceCrop(frame, track, image))
         return crops
 
+    @property
+    def next_track_id(self) -> int:
+        return self._tracker.next_id
+
     def take_evicted(self) -> list[int]:
         """Track ids the tracker gave up on since the last call."""
         return self._tracker.take_evicted()

@@ -8,6 +8,7 @@ read the published snapshots (`health`, `faces`, `face_summaries`, `stage_timing
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -88,6 +89,9 @@ class Pipeline:
         self._faces = FaceRegistry(shape, policy)
         self._clips = ClipRecorder(settings.clips) if settings.clips.enabled else None
         self._inbox = Inbox()
+        self._inbox_lock = threading.Lock()  # a command posted after close() is refused, never left unanswered
+        self._answered_after_flush: list[Future[None]] = []
+        self._next_track_ids: dict[str, int] = {}  # a stream id added again continues its ids: none is reused
         self._streams: dict[str, _Stream] = {}
         self._stopped_sources: list[Source] = []
         self._events: list[Event] = []
@@ -104,16 +108,24 @@ class Pipeline:
     def add_source(self, source: Source) -> Future[None]:
         """Ask the loop to take an opened source; the future fails with ValueError if its stream id is taken."""
         command = AddSource(source)
-        self._inbox.post(command)
+        self._post(command)
         return command.done
 
     def remove_source(self, stream_id: str) -> Future[None]:
+        """Ask the loop to end a stream; the future is done once its faces and final health reached the sinks."""
         command = RemoveSource(stream_id)
-        self._inbox.post(command)
+        self._post(command)
         return command.done
 
     def stop(self) -> None:
         self._inbox.post(Stop())
+
+    def _post(self, command: AddSource | RemoveSource) -> None:
+        with self._inbox_lock:
+            if self._closed:
+                command.done.set_exception(RuntimeError("the detector has stopped"))
+                return
+            self._inbox.post(command)
 
     def health(self) -> list[StreamHealth]:
         return list(self._health)
@@ -153,9 +165,10 @@ class Pipeline:
 
     def close(self) -> None:
         """Stop every source, mark every face gone, send the final health. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._inbox_lock:
+            if self._closed:
+                return
+            self._closed = True
         for work in self._streams.values():
             work.source.stop()
         for stream_id in list(self._streams):
@@ -187,14 +200,15 @@ class Pipeline:
                         continue
                     self._streams[stream_id].source.stop()
                     self._close_stream(stream_id)
-                    done.set_result(None)
+                    self._answered_after_flush.append(done)
                 case Stop():
                     keep_running = False
         return keep_running
 
     def _start_stream(self, source: Source) -> None:
         tracking = self.settings.tracking
-        tracker = Tracker(source.stream_id, tracking.iou_threshold, tracking.max_missed_frames)
+        first_id = self._next_track_ids.get(source.stream_id, 1)
+        tracker = Tracker(source.stream_id, tracking.iou_threshold, tracking.max_missed_frames, first_id)
         cropper = FaceCropper(self._detector_factory(), tracker, self.timer)
         self._streams[source.stream_id] = _Stream(source, cropper)
         self._ended_health.pop(source.stream_id, None)
@@ -221,13 +235,13 @@ class Pipeline:
             work.fps_in.tick()
             work.frames_processed += 1
             crops.extend(work.cropper.crops(frame))
+            # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
+            self._evict(frame.stream_id, work.cropper.take_evicted())
         touched = self._encode_and_score(crops) if crops else []
         self._events.extend(face.update() for face in touched)
         now = time.time()
         for frame in frames:
-            work = self._streams[frame.stream_id]
-            self._evict(work.source.stream_id, work.cropper.take_evicted())
-            self._annotate(work, frame, now)
+            self._annotate(self._streams[frame.stream_id], frame, now)
 
     def _encode_and_score(self, crops: list[FaceCrop]) -> list[Face]:
         """Encode every crop, push each into its face's ring, score the faces whose window is due; the faces
@@ -310,6 +324,7 @@ class Pipeline:
         """Forget a stream whose source ended or was stopped: its faces go, its last health stays."""
         work = self._streams.pop(stream_id)
         self._evict(stream_id, work.cropper.evict_all())
+        self._next_track_ids[stream_id] = work.cropper.next_track_id
         work.cropper.close()
         self._stopped_sources.append(work.source)
         # A stopped source's thread may still be unwinding; once it has, its state is ENDED unless it FAILED.
@@ -347,10 +362,12 @@ class Pipeline:
         self._summaries = tuple(self._faces.summaries())
 
     def _flush(self) -> None:
-        if not self._events:
-            return
-        events, self._events = self._events, []
-        began = time.perf_counter()
-        for sink in self._sinks:
-            sink.send(events)
-        self.timer.record("store", time.perf_counter() - began)
+        if self._events:
+            events, self._events = self._events, []
+            began = time.perf_counter()
+            for sink in self._sinks:
+                sink.send(events)
+            self.timer.record("store", time.perf_counter() - began)
+        answered, self._answered_after_flush = self._answered_after_flush, []
+        for done in answered:
+            done.set_result(None)

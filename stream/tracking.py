@@ -73,9 +73,10 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 
 class Tracker:
-    """Stable face ids for one stream. Ids start at 1 and are never reused; call `update` once per processed frame."""
+    """Stable face ids for one stream. Ids start at `first_id` and are never reused; call `update` once per processed
+    frame."""
 
-    def __init__(self, stream_id: str, iou_threshold: float = 0.3, max_missed: int = 15) -> None:
+    def __init__(self, stream_id: str, iou_threshold: float = 0.3, max_missed: int = 15, first_id: int = 1) -> None:
         if not stream_id:
             raise ValueError("stream_id must be a non-empty string")
         if not 0.0 < iou_threshold < 1.0:
@@ -86,7 +87,7 @@ class Tracker:
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
         self._tracks: dict[int, _TrackState] = {}
-        self._next_id = 1
+        self._next_id = first_id
         self._evicted: list[int] = []
         self._last_frame: int | None = None
 
@@ -95,9 +96,10 @@ class Tracker:
         if self._last_frame is not None and frame_index <= self._last_frame:
             raise ValueError(f"frame_index must increase: got {frame_index} after {self._last_frame}")
         self._last_frame = frame_index
-        # Evict first, so a face back after more than max_missed frames gets a new id in this very frame.
+        # Evict first, so a face back after more than max_missed frames gets a new id in this very frame. The
+        # frames a track has missed are those strictly between its last match and this frame.
         for track_id, state in list(self._tracks.items()):
-            if frame_index - state.last_seen > self.max_missed:
+            if frame_index - state.last_seen - 1 > self.max_missed:
                 del self._tracks[track_id]
                 self._evicted.append(track_id)
 
@@ -126,6 +128,11 @@ class Tracker:
         """Ids evicted since the last call (oldest eviction first), so their rings can be dropped."""
         evicted, self._evicted = self._evicted, []
         return evicted
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new track gets (a stream added again continues from here, so ids are never reused)."""
+        return self._next_id
 
     def live_ids(self) -> list[int]:
         return sorted(self._tracks)

@@ -64,10 +64,10 @@ def test_long_miss_evicts_and_returning_face_gets_new_id() -> None:
     tracker = Tracker("cam", max_missed=3)
     tracker.update([det(100, 100)], 0)
     tracker.update([], 1)
-    tracker.update([], 3)  # 3 frames unmatched: still allowed
+    tracker.update([], 4)  # frames 1..3 missed: 3, still allowed
     assert tracker.take_evicted() == []
     assert tracker.live_ids() == [1]
-    [track] = tracker.update([det(100, 100)], 4)  # 4 > max_missed: evicted first, the face comes back as new
+    [track] = tracker.update([det(100, 100)], 5)  # frames 1..4 missed: 4 > max_missed, so the face is new
     assert track.track_id == 2 and track.age == 0
     assert tracker.take_evicted() == [1]
     assert tracker.take_evicted() == []  # taken once
@@ -76,7 +76,7 @@ def test_long_miss_evicts_and_returning_face_gets_new_id() -> None:
 def test_dropped_frames_count_towards_eviction() -> None:
     tracker = Tracker("cam", max_missed=15)
     tracker.update([det(0, 0)], 10)
-    tracker.update([det(300, 300)], 26)  # no update in between (frames dropped): 16 frames unmatched
+    tracker.update([det(300, 300)], 27)  # no update in between (frames dropped): frames 11..26 unmatched, 16
     assert tracker.take_evicted() == [1]
     assert tracker.live_ids() == [2]
 
@@ -149,3 +149,13 @@ def test_frame_index_must_increase() -> None:
 def test_invalid_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Tracker(**{"stream_id": "cam", **kwargs})
+
+
+def test_max_missed_zero_keeps_a_face_seen_in_every_frame_and_ids_can_start_later() -> None:
+    tracker = Tracker("cam", max_missed=0, first_id=7)
+    for index in range(3):
+        [track] = tracker.update([det(100 + index, 100)], index)
+        assert track.track_id == 7
+    tracker.update([], 3)
+    [track] = tracker.update([det(103, 100)], 5)  # frames 3 and 4 missed
+    assert track.track_id == 8 and tracker.take_evicted() == [7] and tracker.next_id == 9
