@@ -77,9 +77,7 @@ class Detector:
         """Open a source (SourceError at once when it cannot be used) and hand it to the loop."""
         spec = parse_source(reference) if isinstance(reference, str) else reference
         stream_id = name or stream_name(spec, self._names)
-        source = Source(
-            stream_id, spec, self.settings.sources, realtime=self.settings.sources.realtime, producer=producer
-        )
+        source = Source(stream_id, spec, self.settings.sources, producer=producer)
         source.open()
         self._names.append(stream_id)
         self.sources.append(source)

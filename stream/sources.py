@@ -303,7 +303,6 @@ class Source:
         stream_id: str,
         spec: SourceSpec,
         options: SourceOptions | None = None,
-        realtime: bool = False,
         producer: Producer | None = None,
         timer: StageTimer | None = None,
     ) -> None:
@@ -311,7 +310,7 @@ class Source:
         self.timer = timer
         self.spec = spec
         self.options = options or SourceOptions()
-        self.live = spec.live or realtime
+        self.live = spec.live or self.options.realtime
         self.buffer = FrameBuffer(self.options.live_buffer if self.live else self.options.file_buffer, self.live)
         self.state = StreamState.STARTING
         self.last_error: str | None = None
@@ -321,7 +320,7 @@ class Source:
         self.nominal_fps: float | None = None
         self._producer = producer or self._open_with_pyav
         self._pending: Iterator[DecodedFrame] | None = None
-        self._realtime = realtime and not spec.live
+        self._realtime = self.options.realtime and not spec.live
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{stream_id}", daemon=True)
 

@@ -64,7 +64,7 @@ def always(*squares: Square) -> Scene:
 
 
 def file_source(settings: Settings, producer: Producer, stream_id: str = "cam") -> Source:
-    return Source(stream_id, FILE_SPEC, settings.sources, realtime=False, producer=producer)
+    return Source(stream_id, FILE_SPEC, settings.sources, producer=producer)
 
 
 def live_source(settings: Settings, producer: Producer, stream_id: str = "cam") -> Source:
