@@ -1,7 +1,11 @@
-"""deepfake-stream command line: parse arguments and configuration, build the pipeline, run it, summarise.
+"""deepfake-stream command line: parse arguments and configuration, build the detector, run it, report.
 
-`python run_stream.py SOURCE [SOURCE ...]` where SOURCE is `demo`, a webcam (`0`, `/dev/video0`), `rtsp://…`
-or a video file. Every default lives in configs/default.yaml; flags override it.
+`python run_stream.py SOURCE [SOURCE ...]` where SOURCE is `demo`, a webcam (`0`, `/dev/video0`), `rtsp://…`,
+`screen[:X,Y,W,H]` or a video file. Every default lives in configs/default.yaml; flags override it.
+`python run_stream.py --dashboard-only --db STORE` serves the dashboard alone, on 127.0.0.1.
+
+Only the standard library is imported before the arguments are parsed, so `--help` and usage mistakes answer at
+once; the model, MediaPipe and the store come in after, inside `main()`.
 """
 
 from __future__ import annotations
@@ -9,25 +13,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dashboard.launch import DashboardError, start_dashboard
-from model.engine import EngineError, build_engine
-from model.summary import summarise
-from model.weights import UNCALIBRATED_WARNING, CheckpointError, LoadedModel, resolve_weights
-from stream.config import DEFAULT_CONFIG, MAX_WINDOW, MIN_WINDOW, ConfigError, Settings, load_settings
-from stream.demo import astronaut_face_crops, demo_frames
-from stream.detector import Detector
-from stream.face_model import FaceModelError
-from stream.sources import SourceError, SourceSpec, parse_source
-from stream.store import FaceSummary, StoreError
+from model.labels import MAX_WINDOW, MIN_WINDOW, UNCALIBRATED_WARNING
+
+if TYPE_CHECKING:
+    from stream.config import Settings
+    from stream.detector import Detector
+    from stream.sources import SourceSpec
+    from stream.store import Report
 
 log = logging.getLogger("deepfake_stream")
+EXIT_INTERRUPTED = 130  # the shell's convention for a run ended by Ctrl-C (128 + SIGINT)
+
+
+class UsageError(Exception):
+    """A flag value that cannot be used; one line for the user."""
 
 
 def window_length(text: str) -> int:
@@ -41,6 +49,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -67,9 +82,14 @@ FLAG_KEYS = {
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = OneLineParser(prog="run_stream.py", description="Real-time deepfake detection for live video.")
-    parser.add_argument("sources", nargs="*", metavar="SOURCE", help="demo | 0 | /dev/video0 | rtsp://… | FILE")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML with every default")
-    parser.add_argument("--weights", help="auto | PATH to a checkpoint")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="demo | 0 | /dev/video0 | rtsp://… | screen | screen:X,Y,W,H | FILE (a video)",
+    )
+    parser.add_argument("--config", type=Path, help="YAML over configs/default.yaml (strict: unknown keys are errors)")
+    parser.add_argument("--weights", help="auto | a checkpoint file | the folder you downloaded checkpoints into")
     parser.add_argument("--window", type=window_length, help=f"frames per window, {MIN_WINDOW}..{MAX_WINDOW}")
     parser.add_argument("--stride", type=positive_int, help="score each face every N scored crops")
     parser.add_argument("--window-mode", choices=["mean", "last"])
@@ -77,56 +97,85 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "torch"])
     parser.add_argument("--db", type=Path, help="the score store (SQLite)")
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--report", type=Path, help="write the per-face summary to this JSON file")
+    parser.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
+    parser.add_argument("--report", type=Path, help="write the run's report (JSON, schema in README) to this file")
     parser.add_argument("--dashboard", action="store_true", help="also serve the dashboard on 127.0.0.1")
+    parser.add_argument(
+        "--dashboard-only", action="store_true", help="serve only the dashboard over --db, on 127.0.0.1, until Ctrl-C"
+    )
     parser.add_argument("--model-info", action="store_true", help="print what the model layer resolved and exit")
     args = parser.parse_args(argv)
-    if not args.sources and not args.model_info:
+    if args.dashboard_only and args.sources:
+        parser.error("--dashboard-only serves a store: give no SOURCE")
+    if not args.sources and not (args.model_info or args.dashboard_only):
         parser.error("give at least one SOURCE (try: demo)")
+    if args.report is not None:
+        check_writable(args.report)
     return args
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work when the report could not be written at the end."""
+    if path.is_dir():
+        raise_usage(f"--report {path} is a folder: give a file name, e.g. {path / 'report.json'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise_usage(f"--report {path}: cannot write in {existing}")
+
+
+def raise_usage(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
     """The config file, then the flags over the same keys."""
-    return load_settings(args.config, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
+    from stream.config import DEFAULT_CONFIG, load_settings
+
+    return load_settings(args.config or DEFAULT_CONFIG, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
 
 
-def print_summary(summaries: Sequence[FaceSummary], stream_names: Sequence[str], calibrated: bool) -> None:
+def print_report(report: Report) -> None:
     def media(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}s"
 
     def prob(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
-    print("\nper-face summary" + ("" if calibrated else f" ({UNCALIBRATED_WARNING})"))
-    print(f"{'stream':<16} {'face':>4} {'first':>8} {'last':>8} {'scored':>6} {'verdict':<7} {'mean':>6} {'max':>6}")
-    for s in summaries:
+    width = max([6, *(len(s.stream_id) for s in report.streams)])
+    print("\nper-face summary" + ("" if report.calibrated else f" ({UNCALIBRATED_WARNING})"))
+    columns = f"{'face':>4} {'first':>8} {'last':>8} {'scored':>6} {'verdict':<7} {'mean':>6} {'max':>6}"
+    print(f"{'stream':<{width}} {columns}")
+    for stream in report.streams:
+        for f in stream.faces:
+            head = f"{stream.stream_id:<{width}} {f.track_id:>4} {media(f.first_t_media):>8} {media(f.last_t_media):>8}"
+            if f.status == "not_scored":
+                print(f"{head} {f.note}")
+            else:
+                print(f"{head} {f.frames_scored:>6} {f.verdict:<7} {prob(f.mean_p_fake):>6} {prob(f.max_p_fake):>6}")
+        if not stream.faces:
+            print(f"{stream.stream_id:<{width}} no faces found")
+    print()
+    for stream in report.streams:
         print(
-            f"{s.stream_id:<16} {s.track_id:>4} {media(s.first_t_media):>8} {media(s.last_t_media):>8} "
-            f"{s.frames_scored:>6} {s.verdict:<7} {prob(s.mean_p_fake):>6} {prob(s.max_p_fake):>6}"
+            f"{stream.stream_id}: {stream.verdict} ({stream.verdict_rule}); {stream.status}, "
+            f"{stream.frames_read} frames read, {stream.frames_scored} scored"
         )
-    for name in stream_names:
-        if not any(s.stream_id == name for s in summaries):
-            print(f"{name:<16} no faces found")
 
 
-def write_report(path: Path, session_id: str, loaded: LoadedModel, summaries: Sequence[FaceSummary]) -> None:
-    report = {
-        "session_id": session_id,
-        "checkpoint": loaded.name,
-        "calibrated": loaded.calibrated,
-        "faces": [asdict(s) for s in summaries],
-    }
+def write_report(path: Path, report: Report) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2))
+        path.write_text(json.dumps(report.as_dict(), indent=2))
     except OSError as error:
-        raise ConfigError(f"cannot write report {path}: {error.strerror}") from None
+        print(f"error: cannot write report {path}: {error.strerror}", file=sys.stderr)
 
 
 def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
     """The references that parse, and how many did not (each said on stderr)."""
+    from stream.sources import SourceError, parse_source
+
     specs, failed = [], 0
     for reference in references:
         try:
@@ -137,34 +186,60 @@ def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
     return specs, failed
 
 
+def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
+    """Hand every source to the detector; how many could not be opened (each said on stderr)."""
+    from stream.demo import demo_frames
+    from stream.sources import SourceError
+
+    failed = 0
+    for spec in specs:
+        try:
+            source = detector.open_source(spec, producer=demo_frames if spec.kind == "demo" else None)
+        except SourceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        mode = "live" if source.live else "file, as fast as possible"
+        log.info("%s: %s (%s)", source.stream_id, spec.display, mode)
+    return failed
+
+
+def interrupted_files(detector: Detector) -> list[str]:
+    """One line per file the user stopped before its end."""
+    from stream.health import StreamState
+
+    lines = []
+    for source in detector.sources:
+        if not source.stopped_early or source.truncated or source.state == StreamState.FAILED:
+            continue
+        share = f"{100 * source.frames_read / source.expected_frames:.0f}% of " if source.expected_frames else ""
+        lines.append(f"interrupted at {share}{source.spec.display} (frame {source.frames_read})")
+    return lines
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboard.launch import start_dashboard
+    from stream.detector import Detector
+    from stream.store import build_report, open_reader
+
     specs, failed = parse_sources(args.sources)
     if not specs:
         return 1
     detector = Detector(settings, sources=[s.display for s in specs])
     dashboard = None
+    interrupted = threading.Event()
+    stopped_files: list[str] = []
     try:
-        loaded = detector.loaded
-        if not loaded.calibrated:
+        if not detector.loaded.calibrated:
             log.warning("%s: every verdict will be UNSURE", UNCALIBRATED_WARNING)
-        log.info("model: %s on %s (%s)", loaded.describe(), detector.engine.device, detector.engine.name)
-        for spec in specs:
-            try:
-                source = detector.open_source(spec, producer=demo_frames if spec.kind == "demo" else None)
-            except SourceError as error:
-                print(f"error: {error}", file=sys.stderr)
-                failed += 1
-                continue
-            log.info(
-                "%s: %s (%s)", source.stream_id, spec.display, "live" if source.live else "file, as fast as possible"
-            )
+        log.info("model: %s on %s (%s)", detector.loaded.describe(), detector.engine.device, detector.engine.name)
+        failed += open_sources(detector, specs)
         if not detector.sources:
             return 1
-        interrupted = threading.Event()
 
         def on_signal(*_: object) -> None:
             interrupted.set()
-            detector.stop()
+            detector.stop(interrupted=True)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
@@ -173,6 +248,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"dashboard: {dashboard.url}", flush=True)
         log.info("session %s writing to %s; Ctrl-C stops", detector.session_id, settings.store.db)
         detector.run(args.duration)
+        stopped_files = interrupted_files(detector) if interrupted.is_set() else []
         detector.close()
         if dashboard and not interrupted.is_set() and args.duration is None:
             log.info("the detector is done; the dashboard stays at %s until Ctrl-C", dashboard.url)
@@ -184,14 +260,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for source in detector.sources:
         if source.last_error:
             print(f"warning: {source.last_error}", file=sys.stderr)
-    summaries = detector.face_summaries()
-    print_summary(summaries, [s.stream_id for s in detector.sources], loaded.calibrated)
+    for line in stopped_files:
+        print(line, file=sys.stderr)
+    with open_reader(settings.store.db) as reader:
+        report = build_report(reader, detector.session_id)
+    print_report(report)
     if args.report:
-        write_report(args.report, detector.session_id, loaded, summaries)
+        write_report(args.report, report)
+    if stopped_files:
+        return EXIT_INTERRUPTED
     return 1 if failed else 0
 
 
+def dashboard_only(settings: Settings) -> int:
+    """Serve the dashboard over the store with the safe flags (127.0.0.1, no usage statistics) until a signal."""
+    from dashboard.launch import start_dashboard
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with start_dashboard(settings.store.db) as dashboard:
+        print(f"dashboard: {dashboard.url}", flush=True)
+        log.info("serving the store %s; Ctrl-C stops", settings.store.db)
+        stop.wait()
+    return 0
+
+
 def model_info(settings: Settings) -> int:
+    from model.engine import build_engine
+    from model.summary import summarise
+    from model.weights import resolve_weights
+    from stream.demo import astronaut_face_crops
+
     loaded = resolve_weights(settings.model.weights)
     engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine)
     for line in summarise(loaded, engine, astronaut_face_crops()).lines():
@@ -202,13 +302,38 @@ def model_info(settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    # torch's OpenMP threads spin while they wait; when the cores are shared (MediaPipe, decoding, other programs)
+    # that spinning took `--cpu-engine torch` from 10 to ~1 crop/s. Read once, when torch loads: so, set here.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        settings = resolve_settings(args)
-        return model_info(settings) if args.model_info else run(args, settings)
-    except (ConfigError, CheckpointError, EngineError, StoreError, FaceModelError, DashboardError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        # Heavy: torch, MediaPipe, ONNX Runtime. A Ctrl-C while they load ends here, in one line.
+        from dashboard.launch import DashboardError
+        from model.engine import EngineError
+        from model.weights import CheckpointError
+        from stream.config import ConfigError
+        from stream.face_model import FaceModelError
+        from stream.store import StoreError
+
+        user_errors = (ConfigError, CheckpointError, EngineError, StoreError, FaceModelError, DashboardError)
+        try:
+            settings = resolve_settings(args)
+            if args.dashboard_only:
+                return dashboard_only(settings)
+            return model_info(settings) if args.model_info else run(args, settings)
+        except user_errors as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:  # main() called without the handler below
+        print("interrupted before the run started: nothing was scored", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def interrupted_while_starting(*_: object) -> None:
+    """Ctrl-C before the run has started (while torch loads, say): one line, no traceback."""
+    print("interrupted before the run started: nothing was scored", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, interrupted_while_starting)  # until run() or dashboard_only() takes over
     sys.exit(main())

@@ -1,6 +1,6 @@
 """The deepfake-stream dashboard: the page's layout over the score store, which it only reads.
 
-    streamlit run dashboard/app.py -- --db runs/deepfake.db      (or DEEPFAKE_STREAM_DB=…, else runs/deepfake.db)
+    python run_stream.py --dashboard-only --db runs/deepfake.db   (127.0.0.1 only; dashboard/launch.py starts it)
 
 It never loads the model, never opens a source and never waits on the detector: everything shown comes from the
 store (DESIGN.md). The live parts (frames and health, faces, alerts) are fragments that rerun on their own

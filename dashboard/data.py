@@ -16,7 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from stream.store import AlertRow, FaceRow, ScoreReader, SessionRow, StoreError, StreamRow, open_reader
+from stream.store import (
+    AlertRow,
+    FaceRow,
+    Report,
+    ScoreReader,
+    SessionRow,
+    StoreError,
+    StreamRow,
+    build_report,
+    open_reader,
+)
 
 DB_ENV = "DEEPFAKE_STREAM_DB"
 DEFAULT_DB = Path("runs/deepfake.db")
@@ -188,12 +198,15 @@ SUMMARY_COLUMNS = [
     "verdict",
     "mean_p_fake",
     "max_p_fake",
+    "status",
 ]
 
 
-def summaries_frame(reader: ScoreReader, session_id: str) -> pd.DataFrame:
-    """Per face: media time span, wall-clock span (ISO, local), window scores stored, final verdict, mean/max."""
-    rows = reader.face_summaries(session_id)
+def summaries_frame(reader: ScoreReader, report: Report) -> pd.DataFrame:
+    """Per face: media time span, wall-clock span (ISO, local), window scores stored, final verdict, mean/max, and
+    whether it was scored at all (the report's words)."""
+    rows = reader.face_summaries(report.session_id)
+    status = {(s.stream_id, f.track_id): f.note or "scored" for s in report.streams for f in s.faces}
     return pd.DataFrame(
         [
             [
@@ -207,6 +220,7 @@ def summaries_frame(reader: ScoreReader, session_id: str) -> pd.DataFrame:
                 str(s.verdict),
                 s.mean_p_fake,
                 s.max_p_fake,
+                status.get((s.stream_id, s.track_id), "scored"),
             ]
             for s in rows
         ],
@@ -218,20 +232,10 @@ def summaries_csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def summaries_json(frame: pd.DataFrame, session: SessionRow) -> bytes:
-    """The summaries with what produced them (checkpoint, calibration, window settings), for an analyst's record."""
-    faces = json.loads(frame.to_json(orient="records"))
-    document = {
-        "session_id": session.session_id,
-        "started_at": wall_time(session.started_at, with_date=True),
-        "checkpoint": session.checkpoint,
-        "calibrated": session.calibrated,
-        "window": session.window,
-        "stride": session.stride,
-        "window_mode": session.window_mode,
-        "threshold": session.threshold,
-        "hysteresis": session.hysteresis,
-        "sources": session.sources,
-        "faces": faces,
-    }
-    return json.dumps(document, indent=2).encode()
+def session_report(reader: ScoreReader, session_id: str) -> Report:
+    """The run's report, exactly as `run_stream.py --report` writes it."""
+    return build_report(reader, session_id)
+
+
+def report_json(report: Report) -> bytes:
+    return json.dumps(report.as_dict(), indent=2).encode()

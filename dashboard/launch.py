@@ -1,7 +1,8 @@
 """Start the dashboard as a child process (`streamlit run dashboard/app.py`) and stop it again.
 
-`run_stream.py SOURCE --dashboard` uses this to run the dashboard beside the detector; the browser test uses
-it too. The dashboard listens on 127.0.0.1 unless told otherwise, on a free port when none is given.
+`run_stream.py SOURCE --dashboard` uses this to run the dashboard beside the detector, `--dashboard-only` to serve
+it alone over a store; the browser test uses it too. The dashboard listens on 127.0.0.1 unless told otherwise, on a
+free port when none is given, and makes no connection of its own beyond the machine (`command()`).
 """
 
 from __future__ import annotations
@@ -73,11 +74,31 @@ class DashboardProcess:
         self.stop()
 
 
+# `python -m streamlit` with Streamlit's two address look-ups answered locally (None: unknown). Streamlit 1.67
+# calls them when a WebSocket arrives from an origin other than the page's (any web page the user has open can
+# try that): `get_internal_ip` connects a UDP socket to 8.8.8.8 and `get_external_ip` asks
+# http(s)://checkip.amazonaws.com, and no option turns them off short of `server.enableCORS false`, which would
+# let every origin in. With None, such a WebSocket is simply refused (403).
+_STREAMLIT_OFFLINE = (
+    "import sys; import streamlit.net_util as net; from streamlit.web.cli import main; "
+    "net.get_internal_ip = net.get_external_ip = lambda: None; "
+    "sys.exit(main(prog_name='streamlit'))"
+)
+
+
 def command(db: Path, host: str, port: int) -> list[str]:
+    """`streamlit run dashboard/app.py` with nothing that leaves the machine unasked.
+
+    - `server.address` set to one address (not 0.0.0.0 or ::): listen there only, and print that one URL
+      instead of looking up the machine's internal and (when headless) external address for the banner.
+    - `server.headless`: no browser opened, no e-mail prompt (whose answer Streamlit would send to its servers).
+    - `browser.gatherUsageStats false`: the page sends no usage statistics, and nothing is counted for them.
+    - the address look-ups behind the WebSocket origin check answered locally (`_STREAMLIT_OFFLINE` above).
+    """
     return [
         sys.executable,
-        "-m",
-        "streamlit",
+        "-c",
+        _STREAMLIT_OFFLINE,
         "run",
         str(APP),
         "--server.address",
@@ -87,6 +108,8 @@ def command(db: Path, host: str, port: int) -> list[str]:
         "--server.headless",
         "true",
         "--browser.gatherUsageStats",
+        "false",
+        "--server.showEmailPrompt",
         "false",
         "--server.fileWatcherType",
         "none",

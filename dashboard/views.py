@@ -258,8 +258,15 @@ def alerts_section(reader: ScoreReader, session: SessionRow, streams: dict[str, 
 
 
 def summaries_section(reader: ScoreReader, session: SessionRow) -> None:
-    """Every face of the run in one table, downloadable as CSV and JSON."""
-    frame = data.summaries_frame(reader, session.session_id)
+    """Each stream's overall verdict with its rule, and every face of the run in one table; the table as CSV and
+    the run's report (the schema `run_stream.py --report` writes) as JSON."""
+    report = data.session_report(reader, session.session_id)
+    for stream in report.streams:
+        st.markdown(
+            f"**{stream.stream_id}**: {badge(stream.verdict)} {stream.verdict_rule} · {stream.status}, "
+            f"{stream.frames_read} frames read, {stream.frames_scored} scored"
+        )
+    frame = data.summaries_frame(reader, report)
     if frame.empty:
         st.caption("no faces in this run yet")
         return
@@ -270,9 +277,9 @@ def summaries_section(reader: ScoreReader, session: SessionRow) -> None:
         "Download CSV", data.summaries_csv(frame), file_name=f"{name}.csv", mime="text/csv", on_click="ignore"
     )
     json_cell.download_button(
-        "Download JSON",
-        data.summaries_json(frame, session),
-        file_name=f"{name}.json",
+        "Download report (JSON)",
+        data.report_json(report),
+        file_name=f"report-{session.session_id}.json",
         mime="application/json",
         on_click="ignore",
     )

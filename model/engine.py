@@ -6,6 +6,7 @@ The ONNX graph is exported from the loaded weights once and cached on disk by th
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import tempfile
@@ -70,6 +71,69 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def cpu_budget() -> int:
+    """How many CPUs this process may use: its affinity mask, lowered by a cgroup CPU quota (containers).
+
+    Neither torch's nor ONNX Runtime's default sees a quota, so a container allowed 2 CPUs on a 64-core host
+    would start 64 threads that contend for 2.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """This process's cgroup CPU limit in CPUs (v2 `cpu.max`, v1 `cpu.cfs_quota_us`); None when unlimited.
+
+    `membership` is /proc/self/cgroup's format (`id:controllers:/group`); `root` is where cgroups are mounted.
+    """
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, group = parts
+        v2 = controllers == ""
+        if not v2 and "cpu" not in controllers.split(","):
+            continue
+        mount = root if v2 else root / controllers
+        for folder in (mount / group.lstrip("/"), mount):  # the process's own group, else the mount's root
+            quota = _read_cpu_quota(folder, v2)
+            if quota is not None:
+                return quota
+    return None
+
+
+def _read_cpu_quota(folder: Path, v2: bool) -> float | None:
+    try:
+        if v2:
+            quota, period = (folder / "cpu.max").read_text().split()  # "<quota|max> <period>"
+        else:
+            quota, period = ((folder / f"cpu.cfs_{n}_us").read_text().strip() for n in ("quota", "period"))
+        return None if quota in ("max", "-1") else float(quota) / float(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def set_torch_cpu_threads(threads: int = 0) -> int:
+    """Give torch an explicit intra-op thread count (`threads`, else `cpu_budget()`); one inter-op thread.
+
+    torch's default follows the affinity mask but not a cgroup quota, and nothing else in the process
+    should be left to change it silently. The inter-op count can only be set once per process, before any
+    parallel work: a later call keeps what is there. Returns the intra-op count now in force.
+    """
+    count = threads or cpu_budget()
+    torch.set_num_threads(count)
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return torch.get_num_threads()
+
+
 def _score_on(network: SeedNet | TemporalNet, window: FrameOutputs, mode: WindowMode, device: torch.device) -> Tensor:
     moved = FrameOutputs(
         features=window.features.to(device, non_blocking=True),
@@ -87,10 +151,15 @@ class TorchEngine:
     device: torch.device
     precision: str = "auto"  # auto (CUDA: bf16, else fp16; CPU: fp32) | fp32 | fp16 | bf16
     name: str = ""
+    threads: int = 0  # CPU only: torch's intra-op threads (0: the CPUs this process may use, `cpu_budget()`)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.threads < 0:
+            raise EngineError(f"threads must be 0 (all CPUs this process may use) or more, got {self.threads}")
+        if self.device.type == "cpu":
+            self.threads = set_torch_cpu_threads(self.threads)
         self.network = self.network.to(self.device).eval()
         if self.device.type == "cuda":
             self.network.model.to(memory_format=torch.channels_last)
@@ -192,7 +261,7 @@ class OnnxEngine:
         graph_path = export_onnx(self.loaded, self.cache_dir, self.loaded.preprocessing.input_size)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = self.threads or cpu_budget()
         options.inter_op_num_threads = 1
         # Spinning worker threads would steal the cores that decoding and face detection need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -1,4 +1,5 @@
-"""The model layer's names that other layers show: label order, architecture names, the uncalibrated wording.
+"""The model layer's names that other layers show: label order, architecture names, window limits, the
+uncalibrated wording.
 
 Imports nothing heavy (no torch, no numpy), so the store and the dashboard can show these names without
 loading the model.
@@ -9,3 +10,5 @@ from __future__ import annotations
 LABEL_ORDER: tuple[str, str] = ("FAKE", "REAL")  # index 0 = FAKE, index 1 = REAL (seed-notes.md)
 ARCHITECTURE_NAMES: tuple[str, ...] = ("seed", "temporal")
 UNCALIBRATED_WARNING = "UNCALIBRATED: no trained weights loaded"
+# Window lengths any checkpoint serves (the original six were trained on 10 to 100 frames).
+MIN_WINDOW, MAX_WINDOW = 10, 100

@@ -2,7 +2,7 @@
 
 Reads the original project's six state_dicts unchanged and reads/writes our own format
 (`deepfake-stream/1`). With no checkpoint at all, `resolve_weights("auto")` gives a seeded random model
-flagged `calibrated=False`.
+flagged `calibrated=False`; `resolve_weights(folder)` picks from a folder the way `auto` picks from weights/.
 """
 
 from __future__ import annotations
@@ -286,8 +286,19 @@ def find_best_checkpoint(weights_dir: Path) -> Path | None:
 
 
 def resolve_weights(spec: str | Path = "auto", weights_dir: str | Path = DEFAULT_WEIGHTS_DIR) -> LoadedModel:
-    """`auto`: the best checkpoint present in `weights_dir`, or the uncalibrated random model; else a path."""
+    """`auto`: the best checkpoint present in `weights_dir`, or the uncalibrated random model; a folder (e.g. the
+    one the original checkpoints were downloaded into): the best checkpoint in it, as `auto` picks; else a file."""
     if str(spec) == "auto":
         found = find_best_checkpoint(Path(weights_dir))
         return load_checkpoint(found) if found else random_model()
-    return load_checkpoint(spec)
+    path = Path(spec)
+    if path.is_dir():
+        found = find_best_checkpoint(path)
+        if found is None:
+            raise CheckpointError(
+                f"no checkpoint in the folder {path}: looked for the original project's "
+                f"{', '.join(k.file_name for k in KNOWN_CHECKPOINTS)} and any other *.pt (our own {OWN_FORMAT} "
+                "format); pass the folder that holds them, or one checkpoint file"
+            )
+        return load_checkpoint(found)
+    return load_checkpoint(path)

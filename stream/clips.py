@@ -4,7 +4,7 @@ seconds of that face; total disk use bounded by deleting the oldest clips."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -17,7 +17,7 @@ from stream.scores import Alert
 @dataclass(frozen=True)
 class ClipSettings:
     enabled: bool = True  # False: no evidence clips are written
-    directory: Path = Path("runs/clips")
+    directory: Path | None = None  # None: a `clips` folder beside the store (see `beside_store`)
     post_roll_s: float = 3.0  # seconds of the face recorded after it turned FAKE
     size: int = 112  # clip frames are size x size
     fps: float = 15.0  # nominal playback rate of the mp4 (crops arrive at whatever rate was scored)
@@ -28,6 +28,13 @@ class ClipSettings:
             raise ValueError(
                 "clip settings: post_roll_s >= 0, an even size >= 16, fps > 0 and max_total_mb > 0 are required"
             )
+
+    def beside_store(self, store_db: Path) -> ClipSettings:
+        """These settings with an absolute directory, fixed now: the one given (a relative one against the current
+        directory, as any path on a command line), else `clips` in the store's folder. Alerts then link clips by
+        absolute paths that a dashboard started anywhere can open."""
+        directory = self.directory if self.directory is not None else Path(store_db).parent / "clips"
+        return replace(self, directory=directory.absolute())
 
 
 @dataclass(frozen=True)
@@ -93,15 +100,18 @@ class ClipRecorder:
     """Starts one clip per alert (the face holds it open) and keeps the clips folder within its disk budget."""
 
     def __init__(self, settings: ClipSettings) -> None:
+        if settings.directory is None:
+            raise ValueError("clip settings without a directory: place them with ClipSettings.beside_store(db)")
         self.settings = settings
+        self.directory: Path = settings.directory
 
     def start(self, alert: Alert, pre_roll: np.ndarray, now: float | None = None) -> OpenClip:
         """Open a clip for the alert's face and write `pre_roll` (N x H x W x 3 uint8 BGR crops, oldest first)."""
-        self.settings.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(alert.t))
         millis = int(alert.t % 1 * 1000)
         safe_stream = "".join(c if c.isalnum() or c in "-_" else "_" for c in alert.stream_id)
-        path = self.settings.directory / f"{stamp}{millis:03d}-{safe_stream}-face{alert.track_id}.mp4"
+        path = self.directory / f"{stamp}{millis:03d}-{safe_stream}-face{alert.track_id}.mp4"
         now = time.monotonic() if now is None else now
         clip = OpenClip(self, alert, path, ends_at=now + self.settings.post_roll_s)
         clip.write_pre_roll(pre_roll)
@@ -109,7 +119,7 @@ class ClipRecorder:
 
     def enforce_budget(self, keep: Path) -> None:
         """Delete the oldest clips until the folder is within `max_total_mb` (never `keep`)."""
-        clips = sorted(self.settings.directory.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
+        clips = sorted(self.directory.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
         total = sum(p.stat().st_size for p in clips)
         budget = self.settings.max_total_mb * 1e6
         for old in clips:

@@ -17,13 +17,13 @@ from typing import Any
 import yaml
 
 from model.engine import CPU_ENGINES, DEVICES, is_device_name
+from model.labels import MAX_WINDOW, MIN_WINDOW
 from stream.clips import ClipSettings
 from stream.faces import BoxMapping
 from stream.scores import VerdictPolicy
 from stream.sources import SourceOptions
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
-MIN_WINDOW, MAX_WINDOW = 10, 100
 WINDOW_MODES = ("mean", "last")
 
 

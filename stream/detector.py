@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from model.engine import Engine, build_engine
@@ -35,6 +36,10 @@ class Detector:
     ) -> None:
         """`sources`: the (redacted) references the run starts with, recorded in the session; more may be
         added while it runs. `loaded`/`engine` default to what `settings.model` resolves to."""
+        # Clips go where this run's store is (or where the user said, from the directory the run started in),
+        # fixed now as an absolute path: the alert links it for a dashboard started from anywhere, and the config
+        # kept with the session says where they went.
+        settings = replace(settings, clips=settings.clips.beside_store(settings.store.db))
         self.settings = settings
         self.loaded = loaded or resolve_weights(settings.model.weights)
         self.engine = engine or build_engine(self.loaded, settings.model.device, settings.model.cpu_engine, cache_dir)
@@ -88,8 +93,8 @@ class Detector:
         """Run the loop on this thread (see `Pipeline.run`)."""
         self.pipeline.run(duration_s, serve)
 
-    def stop(self) -> None:
-        self.pipeline.stop()
+    def stop(self, interrupted: bool = False) -> None:
+        self.pipeline.stop(interrupted)
 
     def health(self) -> list[StreamHealth]:
         return self.pipeline.health()

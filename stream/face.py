@@ -104,6 +104,7 @@ class Face:
             rolling_p_fake=self.rolling_p_fake,
             frames_scored=self.scores,
             thumbnail_jpeg=thumbnail,
+            crops=self.crops,
         )
 
     def summary(self) -> FaceSummary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ class FaceDetector:
     ) -> None:
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"min_score must be in (0, 1), got {min_score}")
+        import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceDetectorOptions(
@@ -78,9 +80,13 @@ class FaceDetector:
         )
         with _native_stderr_silenced():
             self._detector = vision.FaceDetector.create_from_options(options)
+            # The native layer logs a warning about tensor alignment on a detector's first frame (sometimes a
+            # little after the call returns): give it that frame here, where its output is silenced.
+            blank = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
+            self._detector.detect_for_video(blank, 0)
+            time.sleep(0.05)
         self._mapping = mapping or BoxMapping()
-        self._last_timestamp_ms = -1
-        self._first_call = True
+        self._last_timestamp_ms = 0  # the warm-up frame's
         self._closed = False
 
     def detect(self, image_bgr: np.ndarray, timestamp_ms: int) -> list[Detection]:
@@ -90,12 +96,7 @@ class FaceDetector:
         timestamp_ms = max(int(timestamp_ms), self._last_timestamp_ms + 1)
         self._last_timestamp_ms = timestamp_ms
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
-        if self._first_call:  # the native layer logs a warning about buffer alignment on the first frame
-            self._first_call = False
-            with _native_stderr_silenced():
-                result = self._detector.detect_for_video(image, timestamp_ms)
-        else:
-            result = self._detector.detect_for_video(image, timestamp_ms)
+        result = self._detector.detect_for_video(image, timestamp_ms)
         detections = []
         for found in result.detections:
             box = found.bounding_box

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -14,6 +14,8 @@ class StreamState(StrEnum):
     LIVE = "live"
     RECONNECTING = "reconnecting"
     ENDED = "ended"
+    TRUNCATED = "truncated"  # a file that stopped decoding before its end: scored as far as it decoded
+    INTERRUPTED = "interrupted"  # a file stopped by the user before its end
     FAILED = "failed"
 
 
@@ -26,30 +28,50 @@ class StreamHealth:
     frames_dropped: int
     reconnects: int
     last_error: str | None
+    frames_read: int = field(default=0, kw_only=True)  # frames the source delivered so far
 
 
 class FpsMeter:
-    """Events per second over the last `window_s` seconds, from a deque of monotonic timestamps."""
+    """Events per second over the last `window_s` seconds, from a deque of monotonic timestamps.
 
-    def __init__(self, window_s: float = 2.0) -> None:
+    The rate is the events within the window over the window's length (the meter's age while it is younger),
+    never over the gap between two stamps: two events microseconds apart are not thousands per second. Below
+    `min_span_s` of age the divisor is `min_span_s`, so a first reading is low rather than absurd; once events
+    stop, the rate falls to 0 within one window.
+    """
+
+    def __init__(self, window_s: float = 2.0, min_span_s: float = 0.5) -> None:
         self._window_s = window_s
+        self._min_span_s = min(min_span_s, window_s)
+        self._first: float | None = None  # the first event: where the meter's age starts, not itself counted
         self._stamps: deque[float] = deque()
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        self._stamps.append(now)
+        if self._first is None:
+            self._first = now
+        else:
+            self._stamps.append(now)
         self._trim(now)
 
     def rate(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
-        self._trim(now)
-        if len(self._stamps) < 2:
+        if self._first is None:
             return 0.0
-        return (len(self._stamps) - 1) / max(self._stamps[-1] - self._stamps[0], 1e-6)
+        self._trim(now)
+        span = min(self._window_s, now - self._first)
+        return len(self._stamps) / max(span, self._min_span_s)
 
     def _trim(self, now: float) -> None:
-        while self._stamps and now - self._stamps[0] > self._window_s:
+        while self._stamps and now - self._stamps[0] >= self._window_s:
             self._stamps.popleft()
+
+
+def span_rate(events: int, start: float | None, end: float | None) -> float:
+    """Events per second from `start` to `end` (monotonic seconds); 0.0 when there is no span to divide by."""
+    if start is None or end is None or end <= start:
+        return 0.0
+    return events / (end - start)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ class RemoveSource:
 
 @dataclass(frozen=True)
 class Stop:
-    """End the loop after this iteration."""
+    """End the loop after this iteration. `interrupted`: a person stopped it, so files not yet at their end are
+    reported as interrupted, not ended."""
+
+    interrupted: bool = False
 
 
 Command = AddSource | RemoveSource | Stop

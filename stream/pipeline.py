@@ -23,7 +23,7 @@ from stream.cropping import FaceCrop, FaceCropper
 from stream.encoder import CropEncoder
 from stream.face import Face, FaceRegistry, RingShape
 from stream.faces import FaceDetector
-from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth, StreamState
+from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth, StreamState, span_rate
 from stream.inbox import AddSource, Inbox, RemoveSource, Stop
 from stream.scores import VerdictState, WindowScore
 from stream.sinks import Event, Sink, StageTimings
@@ -47,18 +47,46 @@ class _Stream:
     fps_in: FpsMeter = field(default_factory=FpsMeter)
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
     frames_processed: int = 0
+    windows_scored: int = 0
+    first_frame_at: float | None = None  # monotonic time the loop took this stream's first frame ...
+    last_frame_at: float | None = None  # ... and its latest
     last_annotated: float = 0.0
 
-    def health(self) -> StreamHealth:
+    def took_frame(self) -> None:
         now = time.monotonic()
+        self.fps_in.tick(now)
+        self.frames_processed += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
+
+    def scored_window(self) -> None:
+        self.fps_scored.tick()
+        self.windows_scored += 1
+
+    def health(self) -> StreamHealth:
+        """Now: rates over the meters' last few seconds."""
+        now = time.monotonic()
+        return self._health(self.fps_in.rate(now), self.fps_scored.rate(now))
+
+    def final_health(self) -> StreamHealth:
+        """At its end: rates over the stream's whole span, from its first processed frame to its last (a rate
+        taken "now" reads 0, or what its last few stamps suggest, once its frames have stopped coming)."""
+        start, end = self.first_frame_at, self.last_frame_at
+        return self._health(
+            span_rate(self.frames_processed - 1, start, end), span_rate(self.windows_scored, start, end)
+        )
+
+    def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
         return StreamHealth(
             stream_id=self.source.stream_id,
             state=self.source.state,
-            fps_in=self.fps_in.rate(now),
-            fps_scored=self.fps_scored.rate(now),
+            fps_in=fps_in,
+            fps_scored=fps_scored,
             frames_dropped=self.source.dropped,
             reconnects=self.source.reconnects,
             last_error=self.source.last_error,
+            frames_read=self.source.frames_read,
         )
 
 
@@ -99,6 +127,7 @@ class Pipeline:
         self._last_health = 0.0
         self._last_status = time.monotonic()
         self._closed = False
+        self._interrupted = False
         # Snapshots for other threads: replaced whole, never mutated.
         self._health: tuple[StreamHealth, ...] = ()
         self._live_faces: tuple[FaceUpdate, ...] = ()
@@ -117,8 +146,9 @@ class Pipeline:
         self._post(command)
         return command.done
 
-    def stop(self) -> None:
-        self._inbox.post(Stop())
+    def stop(self, interrupted: bool = False) -> None:
+        """End the loop; `interrupted` (Ctrl-C): files not yet at their end are reported interrupted."""
+        self._inbox.post(Stop(interrupted))
 
     def _post(self, command: AddSource | RemoveSource) -> None:
         with self._inbox_lock:
@@ -153,8 +183,9 @@ class Pipeline:
                 frames = self._collect_frames()
                 if frames:
                     self._process(frames)
-                else:
-                    self._end_finished_streams()
+                # Every iteration: a busy live stream must not keep an ended file open (and reported).
+                self._end_finished_streams()
+                if not frames:
                     if not self._streams and not serve:
                         break
                     time.sleep(0.002)
@@ -201,7 +232,8 @@ class Pipeline:
                     self._streams[stream_id].source.stop()
                     self._close_stream(stream_id)
                     self._answered_after_flush.append(done)
-                case Stop():
+                case Stop(interrupted=interrupted):
+                    self._interrupted = self._interrupted or interrupted
                     keep_running = False
         return keep_running
 
@@ -232,8 +264,7 @@ class Pipeline:
         crops: list[FaceCrop] = []
         for frame in frames:
             work = self._streams[frame.stream_id]
-            work.fps_in.tick()
-            work.frames_processed += 1
+            work.took_frame()
             crops.extend(work.cropper.crops(frame))
             # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
             self._evict(frame.stream_id, work.cropper.take_evicted())
@@ -282,7 +313,7 @@ class Pipeline:
                 )
             )
             self.timer.record("latency", t_scored - frame.t_capture)
-            self._streams[frame.stream_id].fps_scored.tick()
+            self._streams[frame.stream_id].scored_window()
             update = face.add_score(p_fake, t_scored)
             if update.changed:
                 self._events.append(update.verdict)
@@ -327,12 +358,18 @@ class Pipeline:
         self._next_track_ids[stream_id] = work.cropper.next_track_id
         work.cropper.close()
         self._stopped_sources.append(work.source)
-        # A stopped source's thread may still be unwinding; once it has, its state is ENDED unless it FAILED.
-        state = StreamState.FAILED if work.source.state == StreamState.FAILED else StreamState.ENDED
-        final = replace(work.health(), state=state)
+        final = replace(work.final_health(), state=self._final_state(work.source))
         self._ended_health[stream_id] = final
         self._events.append(final)
         self._publish()
+
+    def _final_state(self, source: Source) -> StreamState:
+        """How a closed stream ended. Its capture thread may still be unwinding, so this does not wait for it."""
+        if source.state in (StreamState.FAILED, StreamState.TRUNCATED):
+            return source.state
+        if self._interrupted and source.stopped_early:
+            return StreamState.INTERRUPTED
+        return StreamState.ENDED
 
     def _report_periodically(self) -> None:
         now = time.monotonic()
@@ -350,7 +387,12 @@ class Pipeline:
     def status_lines(self) -> list[str]:
         return [
             status_line(
-                work.health(), len(work.cropper.last_tracks), work.frames_processed, work.source.expected_frames
+                work.health(),
+                work.source.spec.kind,
+                work.source.spec.live,
+                len(work.cropper.last_tracks),
+                work.frames_processed,
+                work.source.expected_frames,
             )
             for work in self._streams.values()
         ]

@@ -74,6 +74,7 @@ class VerdictPolicy:
     threshold: float = 0.5
     hysteresis: float = 0.1
     rolling: int = 5
+    overall_fake_windows: int = 3  # a stream's overall verdict is FAKE when a face was FAKE for this many windows
     calibrated: bool = True
 
     def __post_init__(self) -> None:
@@ -87,6 +88,8 @@ class VerdictPolicy:
             )
         if isinstance(self.rolling, bool) or not isinstance(self.rolling, int) or self.rolling < 1:
             raise ValueError(f"rolling must be an int >= 1 (window scores averaged), got {self.rolling!r}")
+        if self.overall_fake_windows < 1:
+            raise ValueError(f"overall_fake_windows must be at least 1, got {self.overall_fake_windows}")
 
 
 @dataclass(frozen=True)

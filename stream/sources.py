@@ -20,10 +20,12 @@ import av
 import cv2
 import numpy as np
 
+from model.labels import MIN_WINDOW
 from stream.health import StageTimer, StreamState
 
 LIVE_SCHEMES = ("rtsp", "rtsps")
 VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
+STILL_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
 
 
 class SourceError(Exception):
@@ -116,8 +118,15 @@ def parse_source(reference: str) -> SourceSpec:
     if "://" in reference:
         raise SourceError(f"unknown source scheme {scheme}://: {accepted}")
     path = Path(reference)
+    if path.is_dir():
+        raise SourceError(f"{reference} is a folder: give a video file in it ({accepted})")
     if not path.is_file():
         raise SourceError(f"no such file: {reference} ({accepted})")
+    if path.suffix.lower() in STILL_IMAGE_SUFFIXES:
+        raise SourceError(
+            f"{reference} is a still image: deepfake-stream scores faces over video frames (a window needs at "
+            f"least {MIN_WINDOW} frames of a face), so still images are not supported; give a video"
+        )
     return SourceSpec("file", str(path), live=False, display=str(path))
 
 
@@ -195,6 +204,11 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.Inp
             f"{spec.display} is not a video FFmpeg can read (corrupt, truncated or another format)"
         ) from None
     except (av.error.FFmpegError, OSError) as error:
+        if spec.kind == "screen":
+            raise SourceError(
+                f"cannot capture {spec.display}: {_one_line(error)} (a region must lie inside the X display; "
+                "`xdpyinfo | grep dimensions` shows its size)"
+            ) from None
         raise SourceError(f"cannot open {spec.display}: {_one_line(error)}") from None
     if not container.streams.video:
         container.close()
@@ -315,6 +329,8 @@ class Source:
         self.state = StreamState.STARTING
         self.last_error: str | None = None
         self.reconnects = 0
+        self.truncated = False
+        self.read_to_end = False  # a file whose every frame was read (not stopped first)
         self.frames_read = 0
         self.expected_frames: int | None = None
         self.nominal_fps: float | None = None
@@ -360,7 +376,13 @@ class Source:
     @property
     def finished(self) -> bool:
         """The source will deliver no more frames and all it delivered has been taken."""
-        return self.state in (StreamState.ENDED, StreamState.FAILED) and self.buffer.exhausted
+        return self.state in (StreamState.ENDED, StreamState.TRUNCATED, StreamState.FAILED) and self.buffer.exhausted
+
+    @property
+    def stopped_early(self) -> bool:
+        """A file stopped before every frame it has was processed (read and taken from the buffer); settled as
+        soon as `stop()` was called, whether or not the capture thread has unwound yet."""
+        return not self.spec.live and not (self.read_to_end and len(self.buffer) == 0)
 
     def _connect(self) -> Iterator[DecodedFrame]:
         if self._pending is not None:
@@ -401,12 +423,14 @@ class Source:
                 try:
                     self._pump(self._connect())
                     if self._stop.is_set() or not self.spec.live:
+                        self.read_to_end = not self._stop.is_set()
                         self._check_complete()
                         break
                     raise SourceLost(f"{self.spec.display} ended without being stopped")
                 except (SourceError, SourceLost) as error:
                     self.last_error = str(error)
                 except TruncatedFile as error:
+                    self.truncated = True
                     self.last_error = self._truncation_message(str(error))
                     break
                 if self.frames_read > delivered:  # this connection worked: the next retry starts small again
@@ -418,13 +442,14 @@ class Source:
                 delay = min(delay * 2, self.options.reconnect_max_s)
         finally:
             if self.state != StreamState.FAILED:
-                self.state = StreamState.ENDED
+                self.state = StreamState.TRUNCATED if self.truncated else StreamState.ENDED
             self.buffer.close()
 
     def _check_complete(self) -> None:
         if self._stop.is_set() or not self.expected_frames:
             return
         if self.frames_read < self.expected_frames * TRUNCATION_TOLERANCE:
+            self.truncated = True
             self.last_error = self._truncation_message("the file ends early")
 
     def _truncation_message(self, reason: str) -> str:

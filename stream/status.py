@@ -1,13 +1,26 @@
-"""The status line printed every few seconds for each stream: state, rates, faces, drops and a file's progress."""
+"""The status line printed every few seconds for each stream: what it is (a file, or a live source's state), rates,
+faces, drops and a file's progress."""
 
 from __future__ import annotations
 
-from stream.health import StreamHealth
+from stream.health import StreamHealth, StreamState
 
 BAR_WIDTH = 20
 
 
-def status_line(health: StreamHealth, faces: int, frames_done: int, expected_frames: int | None) -> str:
+def source_label(state: StreamState, kind: str, live: bool) -> str:
+    """A live source shows its state (`live`, `reconnecting`, …); anything else shows its kind (`file`), and its
+    state only when that is news (`file, truncated`): a file being read is not a live stream."""
+    if live:
+        return state.value
+    if state in (StreamState.STARTING, StreamState.LIVE, StreamState.ENDED):
+        return kind
+    return f"{kind}, {state.value}"
+
+
+def status_line(
+    health: StreamHealth, kind: str, live: bool, faces: int, frames_done: int, expected_frames: int | None
+) -> str:
     progress = ""
     if expected_frames:
         done = min(1.0, frames_done / expected_frames)
@@ -15,7 +28,7 @@ def status_line(health: StreamHealth, faces: int, frames_done: int, expected_fra
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         progress = f" [{bar}] {100 * done:.0f}% (frame {frames_done}/{expected_frames})"
     return (
-        f"{health.stream_id} [{health.state.value}]: in {health.fps_in:.1f} fps, "
+        f"{health.stream_id} [{source_label(health.state, kind, live)}]: in {health.fps_in:.1f} fps, "
         f"scored {health.fps_scored:.1f} windows/s, {faces} face{'s' if faces != 1 else ''}, "
         f"{health.frames_dropped} dropped{progress}"
     )

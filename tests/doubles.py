@@ -72,14 +72,17 @@ def stub_producer(
 
 class ScriptedFaces:
     """A face detector for synthetic frames: one detection per distinct non-black colour, its bounding box, left
-    to right. Counts its calls (one per frame the loop processed) and its closes."""
+    to right. Counts its calls (one per frame the loop processed, each at a monotonic time kept in `called_at`)
+    and its closes."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.called_at: list[float] = []
         self.closes = 0
 
     def detect(self, image_bgr: np.ndarray, timestamp_ms: int) -> list[Detection]:
         self.calls += 1
+        self.called_at.append(time.monotonic())
         pixels = image_bgr.astype(np.int32)
         codes = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
         detections = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -59,3 +61,16 @@ def test_oldest_clips_are_deleted_past_the_budget(tmp_path) -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="even size"):
         ClipSettings(size=15)
+
+
+def test_clips_go_beside_the_store_unless_told_otherwise(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # No directory: a clips folder in the store's folder, absolute, whatever the current directory is later.
+    assert ClipSettings().beside_store(Path("data/run.db")).directory == tmp_path / "data" / "clips"
+    assert ClipSettings().beside_store(Path("/srv/x/run.db")).directory == Path("/srv/x/clips")
+    # A directory given: as given, a relative one from the current directory at start.
+    assert ClipSettings(directory=Path("mine")).beside_store(Path("/srv/x/run.db")).directory == tmp_path / "mine"
+    assert ClipSettings(directory=Path("/abs")).beside_store(Path("run.db")).directory == Path("/abs")
+    assert ClipSettings(post_roll_s=1.5).beside_store(Path("run.db")).post_roll_s == 1.5
+    with pytest.raises(ValueError, match="beside_store"):
+        ClipRecorder(ClipSettings())

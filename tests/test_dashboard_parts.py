@@ -73,19 +73,25 @@ def test_face_summaries_as_csv_and_json(db: Path, writer: ScoreWriter) -> None:
     run.stream()
     run.face(1, VerdictState.FAKE, 0.75, n=30)
     writer.commit()
+    run.face(2, VerdictState.UNSURE, 0.5, n=0)
+    writer.commit()
     with open_reader(db) as reader:
-        frame = data.summaries_frame(reader, run.sid)
-        session = reader.sessions()[0]
+        report = data.session_report(reader, run.sid)
+        frame = data.summaries_frame(reader, report)
     csv = data.summaries_csv(frame).decode().splitlines()
     assert csv[0].split(",") == data.SUMMARY_COLUMNS
     row = dict(zip(data.SUMMARY_COLUMNS, csv[1].split(","), strict=True))
     assert row["verdict"] == "FAKE" and row["frames_scored"] == "30" and float(row["mean_p_fake"]) == 0.75
     assert float(row["first_media_s"]) == 0.0 and float(row["last_media_s"]) == pytest.approx(29 / 30)
-    document = json.loads(data.summaries_json(frame, session))
+    assert row["status"] == "scored" and frame["status"].iloc[1].startswith("not scored: seen in")
+    document = json.loads(data.report_json(report))
+    assert document["schema"] == "deepfake-stream/report/1"
     assert document["checkpoint"] == INFO.checkpoint and document["calibrated"] is True
-    assert document["faces"][0]["max_p_fake"] == 0.75 and document["faces"][0]["face"] == 1
+    [stream] = document["streams"]
+    assert stream["faces"][0]["max_p_fake"] == 0.75 and stream["faces"][0]["track_id"] == 1
+    assert stream["faces"][1]["status"] == "not_scored"
     at = dashboard()
-    assert [b.label for b in at.download_button] == ["Download CSV", "Download JSON"]
+    assert [b.label for b in at.download_button] == ["Download CSV", "Download report (JSON)"]
 
 
 def test_dashboard_imports_only_the_store_from_the_project() -> None:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
-from model.engine import EngineError, OnnxEngine, TorchEngine, build_engine, export_onnx
+from model.engine import (
+    EngineError,
+    OnnxEngine,
+    TorchEngine,
+    build_engine,
+    cgroup_cpu_quota,
+    cpu_budget,
+    export_onnx,
+)
 from model.preprocess import crops_to_batch
 from model.weights import LoadedModel, random_model
 from tests.helpers import astronaut_face_bgr
@@ -57,3 +67,52 @@ def test_torch_precision_is_explicit(seed_model) -> None:
     assert TorchEngine(random_model().network, torch.device("cpu")).name == "torch-cpu-fp32"
     with pytest.raises(EngineError, match="precision must be one of"):
         TorchEngine(random_model().network, torch.device("cpu"), precision="int8")
+
+
+@pytest.fixture
+def torch_threads():
+    """Put torch's intra-op thread count back after a test that changes it (it is process-wide)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cpu_torch_engine_sets_an_explicit_thread_count(torch_threads, monkeypatch) -> None:
+    budget = cpu_budget()
+    assert 1 <= budget <= len(os.sched_getaffinity(0))
+    torch.set_num_threads(budget + 5)  # whatever the process had: a library's choice, a default blind to a quota
+    engine = TorchEngine(random_model().network, torch.device("cpu"))
+    assert torch.get_num_threads() == budget == engine.threads
+    assert TorchEngine(random_model().network, torch.device("cpu"), threads=1).threads == torch.get_num_threads() == 1
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # a process pinned to one CPU (taskset)
+    TorchEngine(random_model().network, torch.device("cpu"))
+    assert torch.get_num_threads() == 1
+    with pytest.raises(EngineError, match="threads must be"):
+        TorchEngine(random_model().network, torch.device("cpu"), threads=-1)
+
+
+@pytest.mark.parametrize(
+    ("membership", "files", "expected"),
+    [
+        ("0::/box\n", {"box/cpu.max": "150000 100000\n"}, 1.5),
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+        (
+            "4:cpu,cpuacct:/box\n",
+            {"cpu,cpuacct/box/cpu.cfs_quota_us": "200000", "cpu,cpuacct/box/cpu.cfs_period_us": "100000"},
+            2.0,
+        ),
+        (
+            "4:cpu,cpuacct:/box\n",
+            {"cpu,cpuacct/cpu.cfs_quota_us": "-1", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+            None,
+        ),
+        ("1:memory:/box\n", {}, None),
+    ],
+)
+def test_cgroup_cpu_quota_reads_v1_and_v2(tmp_path, membership, files, expected) -> None:
+    (tmp_path / "cgroup").write_text(membership)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path / "fs", tmp_path / "cgroup") == expected

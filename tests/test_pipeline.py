@@ -10,11 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
+from dashboard.data import DB_ENV
 from model.preprocess import crop_face
 from model.weights import load_checkpoint, save_checkpoint
 from stream.faces import FaceDetector
 from stream.scores import VerdictState
+from stream.store import build_report, open_reader
 from tests import media
+from tests.dashboard_store import dashboard
 from tests.helpers import fit_seed_head
 from tests.pipeline_run import run_files
 
@@ -155,6 +158,11 @@ def test_truncated_file_scores_what_decodes_and_says_so(tmp_path, seed_model, en
     source = result.sources[0]
     assert 0 < source.frames_read < 60
     assert "truncated" in source.last_error
+    with result.reader() as reader:
+        [stream] = reader.streams(result.session_id)
+        assert stream.health.state.value == "truncated" and stream.health.frames_read == source.frames_read
+        [reported] = build_report(reader, result.session_id).streams
+        assert reported.status == "truncated" and "truncated" in reported.error
 
 
 @pytest.mark.parametrize(
@@ -208,3 +216,31 @@ def test_an_alert_gets_an_evidence_clip_of_that_face(videos, colour_checkpoint, 
         saturation(flagged.thumbnail_jpeg), abs=25
     )
     assert saturation(flagged.thumbnail_jpeg) > 40
+
+
+def test_clips_go_beside_the_store_and_play_in_a_dashboard_started_elsewhere(
+    videos, colour_checkpoint, tmp_path, engine_cache, monkeypatch
+) -> None:
+    # The detector runs from one directory with a relative store path and the default clip directory ...
+    started_in = tmp_path / "detector-cwd"
+    started_in.mkdir()
+    monkeypatch.chdir(started_in)
+    overrides = {"verdicts.hysteresis": 0.2, "verdicts.rolling": 3, "clips.enabled": True, "clips.post_roll_s": 0.2}
+    result = run_files([videos["colour_gray"]], colour_checkpoint, Path("store/db.sqlite"), engine_cache, overrides)
+    db = started_in / "store" / "db.sqlite"
+    with open_reader(db) as reader:
+        [alert] = reader.alerts(result.session_id)
+    assert alert.clip_path is not None
+    clip = Path(alert.clip_path)
+    assert clip.is_absolute() and clip.parent == db.parent / "clips" and clip.is_file()
+    assert not (started_in / "runs").exists()
+
+    # ... and the dashboard from another, pointed at the store by absolute path, plays the clip.
+    elsewhere = tmp_path / "dashboard-cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv(DB_ENV, str(db))
+    at = dashboard()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [c.value for c in at.caption if "not on this machine" in c.value]
+    assert len(at.get("video")) == 1

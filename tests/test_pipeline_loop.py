@@ -5,16 +5,19 @@ drop counting, run-time control and the Detector over SQLite, each in well under
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from torch import Tensor
 
+from model.network import FrameOutputs
 from model.weights import LoadedModel
 from stream.config import Settings, settings_as_dict, with_overrides
 from stream.detector import Detector
@@ -22,7 +25,7 @@ from stream.health import StreamHealth, StreamState
 from stream.pipeline import Pipeline
 from stream.scores import Alert, Verdict, VerdictState, WindowScore
 from stream.sinks import StageTimings
-from stream.sources import Producer, Source, SourceSpec
+from stream.sources import DecodedFrame, Producer, Source, SourceSpec
 from stream.store import AnnotatedFrame, FaceUpdate, StreamInfo, open_reader
 from tests.doubles import (
     BLUE,
@@ -252,6 +255,106 @@ def test_the_final_health_of_a_stopped_live_stream_says_ended(seed_model) -> Non
     assert sink.of(StreamHealth)[-1] == final
 
 
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_a_file_stopped_before_its_end_is_interrupted_only_when_a_person_stopped_it(seed_model, interrupted) -> None:
+    # The file delivers slowly, so the loop often finds its buffer empty: "empty" must not read as "ended".
+    settings, sink = loop_settings(), RecordingSink()
+    pipeline = build(settings, seed_model, sink, FaceFactory())
+    source = file_source(settings, stub_producer(always(LEFT_RED), 300, burst=0, interval_s=0.01))
+    pipeline.add_source(source)
+    stopper = threading.Timer(0.3, pipeline.stop, kwargs={"interrupted": interrupted})
+    stopper.start()
+    pipeline.run(duration_s=10)
+    stopper.join()
+    [final] = pipeline.health()
+    assert final.state == (StreamState.INTERRUPTED if interrupted else StreamState.ENDED)
+    assert source.stopped_early and 0 < final.frames_read < 300
+
+
+def test_a_file_read_to_its_end_is_never_interrupted(seed_model) -> None:
+    settings, sink = loop_settings(), RecordingSink()
+    pipeline = build(settings, seed_model, sink, FaceFactory())
+    source = file_source(settings, stub_producer(always(LEFT_RED), 12))
+    pipeline.add_source(source)
+    pipeline.run(duration_s=10)
+    pipeline.stop(interrupted=True)  # too late: it has already ended
+    [final] = pipeline.health()
+    assert final.state == StreamState.ENDED and not source.stopped_early and final.frames_read == 12
+
+
+def then_pause(producer: Producer, pause_s: float) -> Producer:
+    """`producer`'s frames, then `pause_s` of nothing before it ends (a decoder draining, a slow last read)."""
+
+    def produce() -> Iterator[DecodedFrame]:
+        yield from producer()
+        time.sleep(pause_s)
+
+    return produce
+
+
+def test_a_finished_file_reports_its_rates_over_its_whole_span(calibrated) -> None:
+    # 40 frames about 10 ms apart, then 2.3 s before the file ends: longer than the rate meters' 2 s window, so
+    # a rate taken "now" at the end would have nothing left to measure.
+    frames = 40
+    settings, sink, faces = loop_settings(), RecordingSink(), FaceFactory()
+    pipeline = build(settings, calibrated, sink, faces)
+    producer = stub_producer(always(LEFT_RED, RIGHT_BLUE), frames, burst=0, interval_s=0.01)
+    pipeline.add_source(file_source(settings, then_pause(producer, 2.3)))
+    pipeline.run(duration_s=10)
+
+    [final] = pipeline.health()
+    assert final.state == StreamState.ENDED and sink.of(StreamHealth)[-1] == final
+    called_at = faces.made[0].called_at
+    assert len(called_at) == frames
+    span = called_at[-1] - called_at[0]
+    assert span > 0.35
+    assert final.fps_in == pytest.approx((frames - 1) / span, rel=0.05)
+    windows = len(sink.of(WindowScore))
+    assert windows == 2 * (frames - 9)
+    assert final.fps_scored == pytest.approx(windows / span, rel=0.05)
+    assert final.fps_in < 101  # never faster than the frames came
+
+
+class SlowEngine(FakeEngine):
+    """Takes `delay_s` per encode call, as a real network would."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def encode(self, batch: Tensor) -> FrameOutputs:
+        time.sleep(self.delay_s)
+        return super().encode(batch)
+
+
+def test_a_file_that_ended_is_no_longer_reported_while_a_busy_live_stream_goes_on(seed_model, caplog) -> None:
+    # The live stub makes frames far faster than the loop (5 ms per encode) takes them: every iteration has one.
+    settings = loop_settings({"pipeline.status_interval_s": 0.05})
+    sink, faces = RecordingSink(), FaceFactory()
+    pipeline = build(settings, seed_model, sink, faces, SlowEngine(0.005))
+    loop = threading.Thread(target=pipeline.run, kwargs={"serve": True}, daemon=True)
+    caplog.set_level(logging.INFO, logger="deepfake_stream")
+    loop.start()
+    try:
+        pipeline.add_source(live_source(settings, stub_producer(always(LEFT_RED)), "cam")).result(timeout=5)
+        file = stub_producer(always(RIGHT_BLUE), 12, burst=0, interval_s=0.03)
+        pipeline.add_source(file_source(settings, file, "call")).result(timeout=5)
+        assert wait_for(lambda: len(faces.made) == 2 and faces.made[1].closes == 1), "the ended file never closed"
+        after_close = len(caplog.records)
+        assert wait_for(lambda: sum("cam [live]" in r.getMessage() for r in caplog.records[after_close:]) >= 3)
+    finally:
+        pipeline.stop()
+        loop.join(5)
+    status = [r.getMessage() for r in caplog.records if " fps, scored " in r.getMessage()]
+    assert any(line.startswith("call [file]: ") for line in status)  # reported while it ran ...
+    later = [r.getMessage() for r in caplog.records[after_close:]]
+    assert not [line for line in later if line.startswith("call [")]  # ... and never after it ended
+    assert [(h.stream_id, h.state) for h in pipeline.health()] == [
+        ("call", StreamState.ENDED),
+        ("cam", StreamState.ENDED),
+    ]
+
+
 # ---- run-time control ----------------------------------------------------------------------------------------
 def test_sources_come_and_go_while_the_loop_serves(seed_model) -> None:
     settings, sink, faces = loop_settings(), RecordingSink(), FaceFactory()
@@ -338,7 +441,12 @@ def test_detector_writes_scores_config_and_summaries_to_the_store(calibrated, tm
     assert sink.closes == 1
 
     with open_reader(settings.store.db) as reader:
-        assert reader.session_config(session_id) == settings_as_dict(settings)
+        stored = reader.session_config(session_id)
+        assert stored == settings_as_dict(detector.settings)  # what ran: the given settings, clips placed
+        assert stored["clips"]["directory"] == str((tmp_path / "runs" / "clips").absolute())
+        assert {k: v for k, v in stored.items() if k != "clips"} == {
+            k: v for k, v in settings_as_dict(settings).items() if k != "clips"
+        }
         [session] = reader.sessions()
         assert (session.engine, session.window, session.calibrated, session.ended_at is not None) == (
             "fake",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.sources import SourceError, parse_source
+from stream.sources import SourceError, SourceOptions, open_container, parse_source
 from tests import media
 from tests.pipeline_run import run_specs
 
@@ -87,3 +87,11 @@ def test_screen_references_are_checked(monkeypatch) -> None:
     with pytest.raises(SourceError, match="too small"):
         parse_source("screen:0,0,8,8")
     assert parse_source("screen:10,20,320,240").capture_size == "320x240"
+
+
+def test_a_region_larger_than_the_display_says_so(x_display, monkeypatch) -> None:
+    monkeypatch.setenv("DISPLAY", x_display)
+    spec = parse_source("screen:0,0,1920,1080")  # the display is 640x480
+    with pytest.raises(SourceError, match="must lie inside the X display") as raised:
+        open_container(spec, SourceOptions(open_timeout_s=5))
+    assert "\n" not in str(raised.value) and "1920x1080" in str(raised.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from stream.health import StreamHealth, StreamState
 from stream.scores import Alert, Verdict, VerdictState, WindowScore
 from stream.store import (
+    SCHEMA_SQL,
     SCHEMA_VERSION,
     AlertRow,
     AnnotatedFrame,
@@ -315,6 +317,35 @@ def test_retention_deletes_old_sessions_and_their_rows(tmp_path: Path, monkeypat
         open_writer(db, retention_days=0)
 
 
+def test_retention_says_what_it_deleted_and_which_setting_did_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "s.db"
+    now = time.time()
+    with open_writer(db, retention_days=None) as w:
+        old = w.start_session(INFO, started_at=now - 50 * DAY)
+        w.add_stream(old, StreamInfo("cam0", "demo", "demo"))
+        w.write_scores([score(old, i) for i in range(3)])
+        w.write_face(old, FaceUpdate("cam0", 1, 1.0, 2.0, 0.0, 0.1, "gone", VerdictState.FAKE, 0.9, 3, b"x"))
+        w.write_alert(old, Alert("cam0", 1, "turned_fake", 2.0, 0.9, None))
+        w.end_session(old, ended_at=now - 40 * DAY)
+    with caplog.at_level(logging.INFO, logger="deepfake_stream"), open_writer(db, retention_days=30) as w:
+        w.start_session(INFO)
+    lines = [r.getMessage() for r in caplog.records if r.name == "deepfake_stream"]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - 30 * DAY))
+    assert "deleted 1 session(s)" in line and cutoff in line
+    assert "3 scores" in line and "1 faces" in line and "1 alerts" in line and "1 streams" in line
+    assert "store.retention_days: 30" in line and "null keeps everything" in line
+    assert "\n" not in line
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="deepfake_stream"), open_writer(db, retention_days=30) as w:
+        w.start_session(INFO)  # nothing old left: nothing to say
+    assert [r for r in caplog.records if r.name == "deepfake_stream"] == []
+
+
 def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with open_writer(db) as w:
@@ -324,8 +355,12 @@ def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
         w.write_face(sid, FaceUpdate("cam0", 1, 50.0, 60.0, 0.4, 0.52, "gone", VerdictState.UNSURE, 0.5, 4, None))
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 55.0, 0.7))
         w.write_scores([score(sid, i, p_fake=0.1, track_id=2, stream_id="cam1") for i in range(3)])
-        w.write_face(sid, FaceUpdate("cam1", 2, 51.0, 52.0, 0.0, 0.08, "live", VerdictState.REAL, 0.1, 3, None))
-        w.write_face(sid, FaceUpdate("cam1", 5, 53.0, 53.0, 2.0, 2.0, "live", VerdictState.UNSURE, None, 0, None))
+        w.write_face(
+            sid, FaceUpdate("cam1", 2, 51.0, 52.0, 0.0, 0.08, "live", VerdictState.REAL, 0.1, 3, None, crops=12)
+        )
+        w.write_face(
+            sid, FaceUpdate("cam1", 5, 53.0, 53.0, 2.0, 2.0, "live", VerdictState.UNSURE, None, 0, None, crops=4)
+        )
         other = w.start_session(INFO)
         w.write_scores([score(other, i, p_fake=1.0) for i in range(50)])  # another session must not leak in
     with open_reader(db) as r:
@@ -336,8 +371,40 @@ def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
     assert first.mean_p_fake == pytest.approx(sum(a) / 4) and first.max_p_fake == 0.9
     assert (first.first_t_media, first.last_t_media) == (10 / 25, 13 / 25)
     assert (first.first_seen, first.last_seen) == (50.0, 60.0)
-    assert second == FaceSummary("cam1", 2, 51.0, 52.0, 0.0, 2 / 25, 3, VerdictState.REAL, pytest.approx(0.1), 0.1)
-    assert unscored == FaceSummary("cam1", 5, 53.0, 53.0, 2.0, 2.0, 0, VerdictState.UNSURE, None, None)
+    assert second == FaceSummary(
+        "cam1", 2, 51.0, 52.0, 0.0, 2 / 25, 3, VerdictState.REAL, pytest.approx(0.1), 0.1, crops=12
+    )
+    assert unscored == FaceSummary("cam1", 5, 53.0, 53.0, 2.0, 2.0, 0, VerdictState.UNSURE, None, None, crops=4)
+
+
+def test_a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path: Path) -> None:
+    db = tmp_path / "v1.db"
+    v1_schema = SCHEMA_SQL.replace(", frames_read INTEGER NOT NULL DEFAULT 0", "").replace(
+        "crops INTEGER NOT NULL DEFAULT 0, ", ""
+    )
+    assert v1_schema != SCHEMA_SQL
+    with sqlite3.connect(db) as conn:
+        conn.executescript(f"{v1_schema}PRAGMA user_version=1;")
+        conn.execute(
+            "INSERT INTO sessions VALUES "
+            "('old', 1.0, 2.0, 2.0, 'ck.pt', 1, 20, 1, 'mean', 0.5, 0.1, 'cpu', 'ort', '[]')"
+        )
+        conn.execute("INSERT INTO streams VALUES ('old', 'cam', 'demo', 'file')")
+        conn.execute("INSERT INTO health VALUES ('old', 'cam', 'ended', 25.0, 20.0, 0, 0, NULL, 2.0)")
+        conn.execute(
+            "INSERT INTO faces VALUES ('old', 'cam', 1, 1.0, 2.0, 0.0, 1.0, 'gone', 'REAL', NULL, 0.2, 30, NULL)"
+        )
+    with open_reader(db) as r:  # read-only: nothing is migrated
+        [face] = r.faces("old")
+        assert face.crops == 0 and face.frames_scored == 30
+        assert r.face_summaries("old")[0].crops is None  # unknown, not zero
+        assert r.streams("old")[0].health.frames_read == 0
+    with open_writer(db, retention_days=None) as w:  # a writer migrates, keeping every row
+        w.start_session(INFO)
+    with open_reader(db) as r:
+        assert r.faces("old")[0].frames_scored == 30 and r.faces("old")[0].crops == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 def test_unwritable_paths_give_a_one_line_store_error(tmp_path: Path) -> None:

@@ -173,6 +173,31 @@ def test_auto_picks_the_best_original_present(tmp_path, original_file) -> None:
     assert loaded.name == "model_93_acc_100_frames_final_data.pt" and loaded.trained_window == 100
 
 
+def test_a_folder_picks_its_best_checkpoint_as_auto_does(tmp_path, original_file, seed_model) -> None:
+    downloads = tmp_path / "Downloads" / "deepfake models"  # where a browser put the Google Drive folder
+    downloads.mkdir(parents=True)
+    (downloads / "notes.txt").write_text("not a checkpoint")
+    for name in ("model_87_acc_20_frames_final_data.pt", "model_90_acc_60_frames_final_data.pt"):
+        os.link(original_file, downloads / name)
+    loaded = resolve_weights(downloads)
+    assert loaded.name == "model_90_acc_60_frames_final_data.pt" and loaded.trained_window == 60 and loaded.calibrated
+    assert resolve_weights(str(downloads)).name == loaded.name  # as --weights passes it: a string
+
+    own = tmp_path / "own"
+    save_checkpoint(seed_model.network, own / "mine.pt", window=20, trained_on="test")
+    assert resolve_weights(own).path == own / "mine.pt"
+
+
+def test_a_folder_without_checkpoints_names_what_it_looked_for(tmp_path) -> None:
+    (tmp_path / "model_93_acc_100_frames_final_data.pt.zip").write_bytes(b"PK")
+    with pytest.raises(CheckpointError) as error:
+        resolve_weights(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert "model_84_acc_10_frames_final_data.pt" in message and "model_93_acc_100_frames_final_data.pt" in message
+    assert "*.pt" in message
+
+
 def test_bgr_order_matters_to_a_colour_sensitive_checkpoint(tmp_path, seed_model) -> None:
     face = astronaut_face_bgr()
     rgb_face = face[:, :, ::-1].copy()

@@ -26,19 +26,24 @@ from stream.store.records import (
     StreamRow,
     VerdictRow,
 )
-from stream.store.sqlite import SCHEMA_VERSION, SqliteReader, SqliteWriter
+from stream.store.report import REPORT_SCHEMA, FaceReport, Report, StreamReport, build_report, overall_verdict
+from stream.store.sqlite import SCHEMA_SQL, SCHEMA_VERSION, SqliteReader, SqliteWriter
 
 __all__ = [
+    "REPORT_SCHEMA",
+    "SCHEMA_SQL",
     "SCHEMA_VERSION",
     "UNCALIBRATED_WARNING",
     "Alert",
     "AlertRow",
     "AnnotatedFrame",
+    "FaceReport",
     "FaceRow",
     "FaceSummary",
     "FaceUpdate",
     "FrameRow",
     "HealthRow",
+    "Report",
     "ScoreReader",
     "ScoreRow",
     "ScoreWriter",
@@ -48,14 +53,17 @@ __all__ = [
     "SqliteWriter",
     "StoreError",
     "StreamInfo",
+    "StreamReport",
     "StreamRow",
     "Verdict",
     "VerdictRow",
     "VerdictState",
     "WindowScore",
     "band_verdict",
+    "build_report",
     "open_reader",
     "open_writer",
+    "overall_verdict",
 ]
 
 

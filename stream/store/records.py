@@ -6,7 +6,7 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stream.health import StreamHealth
 from stream.scores import VerdictState, WindowScore
@@ -86,6 +86,7 @@ class FaceUpdate:
     rolling_p_fake: float | None
     frames_scored: int
     thumbnail_jpeg: bytes | None  # sent once, with the face's first update; the store keeps the first it gets
+    crops: int = field(default=0, kw_only=True)  # crops encoded (a face with fewer than a window is never scored)
 
     def __post_init__(self) -> None:
         if self.state not in ("live", "gone"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -37,8 +38,9 @@ from stream.store.records import (
     VerdictRow,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: faces.crops, health.frames_read
 _BUSY_TIMEOUT_S = 10.0
+log = logging.getLogger("deepfake_stream")
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -52,12 +54,12 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE TABLE IF NOT EXISTS health (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, state TEXT NOT NULL, fps_in REAL NOT NULL,
     fps_scored REAL NOT NULL, frames_dropped INTEGER NOT NULL, reconnects INTEGER NOT NULL, last_error TEXT,
-    t REAL NOT NULL, PRIMARY KEY (session_id, stream_id)) WITHOUT ROWID;
+    t REAL NOT NULL, frames_read INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session_id, stream_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS faces (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, track_id INTEGER NOT NULL, first_seen REAL NOT NULL,
     last_seen REAL NOT NULL, first_t_media REAL, last_t_media REAL, state TEXT NOT NULL, verdict TEXT NOT NULL,
     verdict_since REAL, rolling_p_fake REAL, frames_scored INTEGER NOT NULL, thumbnail_jpeg BLOB,
-    PRIMARY KEY (session_id, stream_id, track_id));
+    crops INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session_id, stream_id, track_id));
 CREATE TABLE IF NOT EXISTS scores (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, track_id INTEGER NOT NULL, frame_index INTEGER NOT NULL,
     t_media REAL, window INTEGER NOT NULL, p_fake REAL NOT NULL, t_capture REAL NOT NULL, t_scored REAL NOT NULL,
@@ -76,8 +78,14 @@ CREATE TABLE IF NOT EXISTS frames (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, t REAL NOT NULL, jpeg BLOB NOT NULL,
     PRIMARY KEY (session_id, stream_id));
 """
+# Version 1 stores get the columns version 2 added (the tables keep their rows).
+MIGRATE_FROM_1 = """
+ALTER TABLE faces ADD COLUMN crops INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE health ADD COLUMN frames_read INTEGER NOT NULL DEFAULT 0;
+"""
 _score_values = attrgetter(*(f.name for f in fields(WindowScore)))
-_health_values = attrgetter(*(f.name for f in fields(StreamHealth)))
+_HEALTH_COLUMNS = [f.name for f in fields(StreamHealth)]
+_health_values = attrgetter(*_HEALTH_COLUMNS)
 # `sessions` last: the retention delete finds old sessions through it.
 _SESSION_TABLES = (
     "scores",
@@ -132,7 +140,8 @@ class SqliteWriter:
                     f"the score store at {self.path} has schema version {version}, newer than this program's "
                     f"{SCHEMA_VERSION}; upgrade deepfake-stream or pass --db with another path"
                 )
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA_SQL}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+            migrate = MIGRATE_FROM_1 if version == 1 else ""
+            conn.executescript(f"BEGIN IMMEDIATE;{migrate}{SCHEMA_SQL}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
         except sqlite3.Error as error:
             conn.close()
             raise StoreError(
@@ -163,12 +172,14 @@ class SqliteWriter:
         """A new session for this run; `config` (the run's resolved settings) is kept beside it."""
         started_at = time.time() if started_at is None else started_at
         session_id = _new_session_id(started_at)
+        removed: dict[str, int] = {}  # rows the retention delete removed, per table
+        cutoff = 0.0 if self.retention_days is None else time.time() - self.retention_days * 86400
         with self._write("start session") as conn:
             if self.retention_days is not None:
-                cutoff = time.time() - self.retention_days * 86400
                 old = "SELECT session_id FROM sessions WHERE COALESCE(ended_at, last_active) < ?"
                 for table in _SESSION_TABLES:
-                    conn.execute(f"DELETE FROM {table} WHERE session_id IN ({old})", (cutoff,))
+                    deleted = conn.execute(f"DELETE FROM {table} WHERE session_id IN ({old})", (cutoff,))
+                    removed[table] = deleted.rowcount
             values = asdict(info)
             values["sources"] = json.dumps(list(info.sources))
             values["calibrated"] = int(info.calibrated)
@@ -181,7 +192,22 @@ class SqliteWriter:
                 conn.execute("INSERT INTO session_config VALUES (?, ?)", (session_id, json.dumps(config)))
             self._own_sessions.append(session_id)
         self.commit()
+        if removed.get("sessions"):
+            self._log_retention(removed, cutoff)
         return session_id
+
+    def _log_retention(self, removed: Mapping[str, int], cutoff: float) -> None:
+        """One line saying what the retention delete in `start_session` removed, and which setting did it."""
+        rows = ", ".join(f"{count} {table}" for table, count in removed.items() if table != "sessions" and count)
+        log.warning(
+            "score store %s: deleted %d session(s) that ended (or were last active) before %s "
+            "(store.retention_days: %g; null keeps everything) with their rows: %s",
+            self.path,
+            removed["sessions"],
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cutoff)),
+            self.retention_days,
+            rows or "none",
+        )
 
     def add_stream(self, session_id: str, stream: StreamInfo) -> None:
         with self._write("add stream") as conn:
@@ -203,12 +229,14 @@ class SqliteWriter:
         """Insert or update a face; its first thumbnail and first times are kept."""
         with self._write("write face") as conn:
             conn.execute(
-                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "INSERT INTO faces (session_id, stream_id, track_id, first_seen, last_seen, first_t_media, "
+                "last_t_media, state, verdict, rolling_p_fake, frames_scored, thumbnail_jpeg, crops) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "first_seen = MIN(first_seen, excluded.first_seen), last_seen = excluded.last_seen, "
                 "first_t_media = COALESCE(first_t_media, excluded.first_t_media), "
                 "last_t_media = COALESCE(excluded.last_t_media, last_t_media), state = excluded.state, "
                 "verdict = excluded.verdict, rolling_p_fake = excluded.rolling_p_fake, "
-                "frames_scored = excluded.frames_scored, "
+                "frames_scored = excluded.frames_scored, crops = excluded.crops, "
                 "thumbnail_jpeg = COALESCE(excluded.thumbnail_jpeg, thumbnail_jpeg)",
                 (
                     session_id,
@@ -223,6 +251,7 @@ class SqliteWriter:
                     face.rolling_p_fake,
                     face.frames_scored,
                     face.thumbnail_jpeg,
+                    face.crops,
                 ),
             )
 
@@ -263,7 +292,8 @@ class SqliteWriter:
     def write_health(self, session_id: str, health: StreamHealth, t: float) -> None:
         with self._write("write health") as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO health VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO health (session_id, {', '.join(_HEALTH_COLUMNS)}, t) "
+                f"VALUES ({', '.join('?' * (len(_HEALTH_COLUMNS) + 2))})",
                 (session_id, *_health_values(health), t),
             )
 
@@ -319,6 +349,7 @@ class SqliteReader:
             raise StoreError(f"no score store at {self.path} yet: start the detector with `python run_stream.py demo`")
         self._lock = threading.Lock()
         self._ready = False
+        self._version = 0
         try:
             # mode=ro: the dashboard cannot write even by mistake. Streamlit may call from several threads.
             self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -339,7 +370,8 @@ class SqliteReader:
             try:
                 if not self._ready:
                     # The writer creates the schema just after the file: until then there is nothing to show.
-                    self._ready = self._conn.execute("PRAGMA user_version").fetchone()[0] > 0
+                    self._version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                    self._ready = self._version > 0
                     if not self._ready:
                         return []
                 return self._conn.execute(sql, params).fetchall()
@@ -384,20 +416,32 @@ class SqliteReader:
     def streams(self, session_id: str) -> list[StreamRow]:
         rows = self._rows(
             "SELECT s.session_id, s.stream_id, s.source, s.kind, h.state, h.fps_in, h.fps_scored, h.frames_dropped, "
-            "h.reconnects, h.last_error, h.t FROM streams s LEFT JOIN health h "
-            "ON h.session_id = s.session_id AND h.stream_id = s.stream_id WHERE s.session_id = ? ORDER BY s.stream_id",
+            f"h.reconnects, h.last_error, h.t, {self._since(2, 'h.frames_read', '0')} "
+            "FROM streams s LEFT JOIN health h ON h.session_id = s.session_id AND h.stream_id = s.stream_id "
+            "WHERE s.session_id = ? ORDER BY s.stream_id",
             (session_id,),
         )
-        return [StreamRow(*r[:4], None if r[4] is None else HealthRow(r[1], StreamState(r[4]), *r[5:])) for r in rows]
+        return [
+            StreamRow(*r[:4], None if r[4] is None else HealthRow(r[1], StreamState(r[4]), *r[5:11], frames_read=r[11]))
+            for r in rows
+        ]
+
+    def _since(self, version: int, column: str, fallback: str) -> str:
+        """`column`, or `fallback` in a store written before schema `version` added it (never migrated when
+        only read)."""
+        if not self._ready:
+            self._rows("SELECT 1")  # learns the version
+        return column if self._version >= version else f"{fallback} AS {column.rsplit('.', 1)[-1]}"
 
     def faces(self, session_id: str, stream_id: str | None = None) -> list[FaceRow]:
         rows = self._rows(
             "SELECT stream_id, track_id, first_seen, last_seen, first_t_media, last_t_media, state, verdict, "
-            "rolling_p_fake, frames_scored, thumbnail_jpeg, session_id, verdict_since FROM faces "
+            "rolling_p_fake, frames_scored, thumbnail_jpeg, session_id, verdict_since, "
+            f"{self._since(2, 'crops', '0')} FROM faces "
             "WHERE session_id = ? AND (? IS NULL OR stream_id = ?) ORDER BY stream_id, track_id",
             (session_id, stream_id, stream_id),
         )
-        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:]) for r in rows]
+        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:13], crops=r[13]) for r in rows]
 
     def scores(
         self,
@@ -440,10 +484,11 @@ class SqliteReader:
 
     def face_summaries(self, session_id: str) -> list[FaceSummary]:
         """Per face: media-time span it was seen (falling back to its scores' span), scores stored, final verdict,
-        mean and max p_fake over its scores."""
+        mean and max p_fake over its scores, crops encoded (None in stores older than schema 2)."""
         rows = self._rows(
             "SELECT f.stream_id, f.track_id, f.first_seen, f.last_seen, COALESCE(f.first_t_media, s.t0), "
-            "COALESCE(f.last_t_media, s.t1), COALESCE(s.n, 0), f.verdict, s.mean_p, s.max_p FROM faces f "
+            "COALESCE(f.last_t_media, s.t1), COALESCE(s.n, 0), f.verdict, s.mean_p, s.max_p, "
+            f"{self._since(2, 'f.crops', 'NULL')} FROM faces f "
             "LEFT JOIN (SELECT stream_id, track_id, MIN(t_media) AS t0, MAX(t_media) AS t1, COUNT(*) AS n, "
             "AVG(p_fake) AS mean_p, MAX(p_fake) AS max_p FROM scores WHERE session_id = ? "
             "GROUP BY stream_id, track_id) s ON s.stream_id = f.stream_id AND s.track_id = f.track_id "

@@ -1,0 +1,84 @@
+"""What the detector says about its streams: the rate meters and the status line printed every few seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.health import FpsMeter, StreamHealth, StreamState, span_rate
+from stream.status import status_line
+
+
+def ticked(stamps: list[float], window_s: float = 2.0) -> FpsMeter:
+    meter = FpsMeter(window_s)
+    for stamp in stamps:
+        meter.tick(stamp)
+    return meter
+
+
+def every(interval_s: float, start: float, end: float) -> list[float]:
+    count = round((end - start) / interval_s)
+    return [start + i * interval_s for i in range(count + 1)]
+
+
+# ---- FpsMeter ------------------------------------------------------------------------------------------------
+def test_a_steady_rate_reads_as_itself() -> None:
+    meter = ticked(every(1 / 30, 100.0, 110.0))
+    assert meter.rate(110.0) == pytest.approx(30.0, rel=0.02)
+
+
+def test_a_young_meter_reads_its_rate_once_it_has_some_history() -> None:
+    meter = ticked(every(1 / 30, 100.0, 101.0))  # one second of a two-second window
+    assert meter.rate(101.0) == pytest.approx(30.0, rel=0.02)
+
+
+def test_events_microseconds_apart_are_not_thousands_per_second() -> None:
+    # The end of a stream: the last batch scored two faces at once, and the window has emptied of the rest.
+    stamps = [*every(1 / 30, 100.0, 110.0), 110.0 + 1e-6]
+    meter = ticked(stamps)
+    for now in (110.0, 111.0, 111.9, 112.0 + 1e-6):
+        assert meter.rate(now) <= 31.0, now
+    # A meter whose only events came in one burst.
+    burst = ticked([5.0, 5.0 + 2e-6, 5.0 + 4e-6])
+    assert burst.rate(5.0 + 4e-6) <= 5.0
+    assert burst.rate(5.5) <= 5.0
+
+
+def test_the_rate_falls_to_zero_once_events_stop() -> None:
+    meter = ticked(every(1 / 30, 100.0, 110.0))
+    assert 10.0 < meter.rate(111.0) < 20.0  # half the window is still within it
+    assert meter.rate(112.1) == 0.0
+
+
+def test_no_events_or_one_is_no_rate() -> None:
+    assert FpsMeter().rate(1.0) == 0.0
+    assert ticked([1.0]).rate(1.0) == 0.0
+
+
+def test_a_stream_over_its_whole_span() -> None:
+    assert span_rate(99, 10.0, 11.0) == pytest.approx(99.0)
+    assert span_rate(5, 10.0, 10.0) == 0.0  # no span: no rate
+    assert span_rate(5, None, None) == 0.0
+
+
+# ---- the status line -----------------------------------------------------------------------------------------
+def health(state: StreamState = StreamState.LIVE, stream_id: str = "call") -> StreamHealth:
+    return StreamHealth(stream_id, state, 29.96, 28.04, 3, 0, None)
+
+
+def test_a_file_is_labelled_a_file_with_its_progress() -> None:
+    line = status_line(health(), "file", False, faces=2, frames_done=50, expected_frames=200)
+    assert line == (
+        "call [file]: in 30.0 fps, scored 28.0 windows/s, 2 faces, 3 dropped [#####---------------] 25% (frame 50/200)"
+    )
+    assert "[live]" not in line
+
+
+def test_a_file_that_stopped_decoding_says_so() -> None:
+    line = status_line(health(StreamState.TRUNCATED), "file", False, faces=1, frames_done=10, expected_frames=200)
+    assert line.startswith("call [file, truncated]: ") and "1 face," in line
+
+
+@pytest.mark.parametrize("state", [StreamState.LIVE, StreamState.RECONNECTING, StreamState.STARTING])
+def test_a_live_source_shows_its_state(state: StreamState) -> None:
+    line = status_line(health(state, "cam"), "rtsp", True, faces=0, frames_done=10, expected_frames=None)
+    assert line == f"cam [{state.value}]: in 30.0 fps, scored 28.0 windows/s, 0 faces, 3 dropped"
