@@ -55,6 +55,10 @@ class ModelSettings:
             raise ValueError(f"cpu_engine must be one of {', '.join(CPU_ENGINES)}, got {self.cpu_engine!r}")
 
 
+FACE_MODES = ("roi", "full_frame")
+ROI_MODELS = ("full_range", "short_range")
+
+
 @dataclass(frozen=True)
 class FaceSettings:
     min_score: float = 0.5  # detections below this confidence are ignored
@@ -62,10 +66,31 @@ class FaceSettings:
     box_dy: float = 0.077
     box_scale_w: float = 0.886
     box_scale_h: float = 0.887
+    suppression: float = 0.1  # overlapping detections of one face above this IoU are merged into one
+    mode: str = "roi"  # roi: each face re-detected in its own crop | full_frame: one pass over the whole frame
+    roi_scale: float = 2.5  # roi: a face is re-detected in a square this many times its box
+    scan_period: int = 10  # roi: the whole frame is scanned for new faces every N frames ...
+    scan_tile: int = 640  # ... and, between those, the next tile of this size of a larger frame
+    birth_iou: float = 0.1  # roi: a detection overlapping a live face this much never starts a new one
+    confirm_frames: int = 2  # roi: a new face gets an id after this many consecutive crop re-detections ...
+    confirm_score: float = 0.75  # ... each scoring at least this
+    roi_model: str = "short_range"  # roi: the model re-detecting in crops: short_range | full_range
+    roi_box_dx: float = 0.061  # short-range box -> the same tight box (bench/geometry.py measured these) ...
+    roi_box_dy: float = 0.023
+    roi_box_scale_w: float = 0.901
+    roi_box_scale_h: float = 0.902
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in 0..1, got {self.min_score}")
+        if self.roi_model not in ROI_MODELS:
+            raise ValueError(f"roi_model must be one of {', '.join(ROI_MODELS)}, got {self.roi_model!r}")
+        if self.mode not in FACE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(FACE_MODES)}, got {self.mode!r}")
+        if not 0.0 < self.suppression < 1.0 or not 0.0 < self.birth_iou < 1.0:
+            raise ValueError("suppression and birth_iou must be in (0, 1)")
+        if not 0.0 <= self.confirm_score <= 1.0:
+            raise ValueError(f"confirm_score must be in 0..1, got {self.confirm_score}")
         if not (0.2 <= self.box_scale_w <= 3.0 and 0.2 <= self.box_scale_h <= 3.0):
             raise ValueError(
                 f"box_scale_w and box_scale_h must be within 0.2..3.0, got {self.box_scale_w}, {self.box_scale_h}"
@@ -73,6 +98,12 @@ class FaceSettings:
 
     def mapping(self) -> BoxMapping:
         return BoxMapping(dx=self.box_dx, dy=self.box_dy, scale_w=self.box_scale_w, scale_h=self.box_scale_h)
+
+    def roi_mapping(self) -> BoxMapping:
+        """For short-range boxes found in a face's crop."""
+        return BoxMapping(
+            dx=self.roi_box_dx, dy=self.roi_box_dy, scale_w=self.roi_box_scale_w, scale_h=self.roi_box_scale_h
+        )
 
 
 @dataclass(frozen=True)

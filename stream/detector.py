@@ -11,6 +11,7 @@ from pathlib import Path
 from model.engine import Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
 from stream.config import Settings, settings_as_dict
+from stream.cropping import crop_geometry
 from stream.faces import FaceDetector
 from stream.health import StreamHealth
 from stream.pipeline import Pipeline
@@ -45,7 +46,8 @@ class Detector:
         self.engine = engine or build_engine(self.loaded, settings.model.device, settings.model.cpu_engine, cache_dir)
         self.writer: ScoreWriter = open_writer(settings.store.db, settings.store.retention_days)
         try:
-            self.session_id = self.writer.start_session(self._session_info(sources), settings_as_dict(settings))
+            config = {**settings_as_dict(settings), "crop_geometry": crop_geometry(settings.faces)}
+            self.session_id = self.writer.start_session(self._session_info(sources), config)
         except BaseException:
             self.writer.close()
             raise

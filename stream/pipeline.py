@@ -19,7 +19,7 @@ from model.weights import LoadedModel
 from stream.annotate import FaceLabel, annotated_jpeg
 from stream.clips import ClipRecorder
 from stream.config import Settings
-from stream.cropping import FaceCrop, FaceCropper
+from stream.cropping import FaceCrop, FaceCropper, build_cropper
 from stream.encoder import CropEncoder
 from stream.face import Face, FaceRegistry, RingShape
 from stream.faces import FaceDetector
@@ -30,7 +30,6 @@ from stream.sinks import Event, Sink, StageTimings
 from stream.sources import Frame, Source
 from stream.status import status_line
 from stream.store import AnnotatedFrame, FaceSummary, FaceUpdate, StreamInfo
-from stream.tracking import Tracker
 
 log = logging.getLogger("deepfake_stream")
 
@@ -107,9 +106,7 @@ class Pipeline:
         self.timer = StageTimer()
         self._loaded = loaded
         self._sinks = list(sinks)
-        self._detector_factory = detector_factory or (
-            lambda: FaceDetector(min_score=settings.faces.min_score, mapping=settings.faces.mapping())
-        )
+        self._detector_factory = detector_factory
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = replace(settings.verdicts, calibrated=loaded.calibrated)
@@ -238,10 +235,8 @@ class Pipeline:
         return keep_running
 
     def _start_stream(self, source: Source) -> None:
-        tracking = self.settings.tracking
         first_id = self._next_track_ids.get(source.stream_id, 1)
-        tracker = Tracker(source.stream_id, tracking.iou_threshold, tracking.max_missed_frames, first_id)
-        cropper = FaceCropper(self._detector_factory(), tracker, self.timer)
+        cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
         self._streams[source.stream_id] = _Stream(source, cropper)
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))

@@ -26,10 +26,11 @@ class Track:
     last_seen: int
 
 
-class _TrackState:
-    """Mutable per-track state, private to the tracker (never crosses a thread)."""
+class TrackMotion:
+    """Where one track's face is and how it moves: its last matched box and a smoothed constant velocity. Mutable,
+    owned by one tracker on the loop thread (never crosses a thread)."""
 
-    def __init__(self, track_id: int, box: Box, frame_index: int) -> None:
+    def __init__(self, box: Box, frame_index: int, track_id: int = 0) -> None:
         self.track_id = track_id
         self.created = frame_index
         self.box = np.asarray(box, dtype=np.float64)
@@ -86,7 +87,7 @@ class Tracker:
         self.stream_id = stream_id
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
-        self._tracks: dict[int, _TrackState] = {}
+        self._tracks: dict[int, TrackMotion] = {}
         self._next_id = first_id
         self._evicted: list[int] = []
         self._last_frame: int | None = None
@@ -106,7 +107,7 @@ class Tracker:
         states = list(self._tracks.values())
         boxes = np.array([d.box_xyxy for d in detections], dtype=np.float64).reshape(-1, 4)
         matched_dets: set[int] = set()
-        touched: list[_TrackState] = []
+        touched: list[TrackMotion] = []
         if states and len(boxes):
             predicted = np.stack([s.predict(frame_index) for s in states])
             # The better of the predicted and the last seen box: a face that stops or turns is still matched.
@@ -118,7 +119,7 @@ class Tracker:
                     touched.append(states[row])
         for col, detection in enumerate(detections):
             if col not in matched_dets:
-                state = _TrackState(self._next_id, detection.box_xyxy, frame_index)
+                state = TrackMotion(detection.box_xyxy, frame_index, self._next_id)
                 self._tracks[state.track_id] = state
                 self._next_id += 1
                 touched.append(state)
@@ -143,6 +144,6 @@ class Tracker:
         self._tracks.clear()
         return self.take_evicted()
 
-    def _record(self, state: _TrackState, frame_index: int) -> Track:
+    def _record(self, state: TrackMotion, frame_index: int) -> Track:
         x1, y1, x2, y2 = (float(v) for v in state.box)
         return Track(self.stream_id, state.track_id, (x1, y1, x2, y2), frame_index - state.created, state.last_seen)

@@ -26,7 +26,7 @@ from stream.config import (
     settings_from_mapping,
     with_overrides,
 )
-from stream.faces import BoxMapping
+from stream.faces import SHORT_RANGE_BOX_MAPPING, BoxMapping
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -66,6 +66,7 @@ def test_default_yaml_comments_every_key() -> None:
 
 def test_face_settings_defaults_equal_box_mapping_defaults() -> None:
     assert FaceSettings().mapping() == BoxMapping()
+    assert FaceSettings().roi_mapping() == SHORT_RANGE_BOX_MAPPING
     custom = FaceSettings(box_dx=0.1, box_dy=0.2, box_scale_w=1.0, box_scale_h=1.1).mapping()
     assert custom == BoxMapping(dx=0.1, dy=0.2, scale_w=1.0, scale_h=1.1)
 

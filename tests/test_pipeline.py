@@ -13,6 +13,7 @@ import pytest
 from dashboard.data import DB_ENV
 from model.preprocess import crop_face
 from model.weights import load_checkpoint, save_checkpoint
+from stream.config import Settings
 from stream.faces import FaceDetector
 from stream.scores import VerdictState
 from stream.store import build_report, open_reader
@@ -20,6 +21,9 @@ from tests import media
 from tests.dashboard_store import dashboard
 from tests.helpers import fit_seed_head
 from tests.pipeline_run import run_files
+
+# A new face is cropped from the frame its re-detections confirmed it, this many frames after it appeared.
+CONFIRM_FRAMES = Settings().faces.confirm_frames
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +131,7 @@ def test_no_face_runs_and_scores_nothing(videos, seed_model, tmp_path, engine_ca
 def test_a_source_ending_mid_window_keeps_its_face_unscored(videos, seed_model, tmp_path, engine_cache) -> None:
     result = run_files([videos["short"]], seed_model, tmp_path / "db.sqlite", engine_cache)
     assert len(result.summaries) == 1
-    assert result.summaries[0].crops == 7 and result.summaries[0].frames_scored == 0
+    assert result.summaries[0].crops == 7 - CONFIRM_FRAMES and result.summaries[0].frames_scored == 0
 
 
 def test_several_sources_in_one_process(videos, seed_model, tmp_path, engine_cache) -> None:
@@ -174,7 +178,7 @@ def test_rotated_video_is_turned_upright(tmp_path, seed_model, engine_cache, tur
     path = media.write_video(tmp_path / "portrait.mp4", sideways)
     media.tag_rotation(path, matrix)
     result = run_files([path], seed_model, tmp_path / "db.sqlite", engine_cache)
-    assert len(result.summaries) == 1 and result.summaries[0].crops >= 14
+    assert len(result.summaries) == 1 and result.summaries[0].crops >= 14 - CONFIRM_FRAMES
 
 
 def test_grayscale_and_odd_sized_video(tmp_path, seed_model, engine_cache) -> None:
@@ -189,7 +193,7 @@ def test_grayscale_and_odd_sized_video(tmp_path, seed_model, engine_cache) -> No
         for packet in stream.encode():
             container.mux(packet)
     result = run_files([path], seed_model, tmp_path / "db.sqlite", engine_cache)
-    assert len(result.summaries) == 1 and result.summaries[0].crops >= 14
+    assert len(result.summaries) == 1 and result.summaries[0].crops >= 14 - CONFIRM_FRAMES
 
 
 def test_an_alert_gets_an_evidence_clip_of_that_face(videos, colour_checkpoint, tmp_path, engine_cache) -> None:

@@ -42,6 +42,7 @@ from tests.doubles import (
 FILE_SPEC = SourceSpec("file", "stub", live=False, display="stub")
 LIVE_SPEC = SourceSpec("webcam", "stub", live=True, display="stub")
 LOOP_DEFAULTS = {
+    "faces.mode": "full_frame",  # these test the loop: every face found in every frame (tests/test_finding.py: roi)
     "model.window": 10,
     "model.stride": 1,
     "verdicts.rolling": 3,
@@ -442,6 +443,7 @@ def test_detector_writes_scores_config_and_summaries_to_the_store(calibrated, tm
 
     with open_reader(settings.store.db) as reader:
         stored = reader.session_config(session_id)
+        assert stored.pop("crop_geometry") == 1  # the whole-frame boxes these tests pin
         assert stored == settings_as_dict(detector.settings)  # what ran: the given settings, clips placed
         assert stored["clips"]["directory"] == str((tmp_path / "runs" / "clips").absolute())
         assert {k: v for k, v in stored.items() if k != "clips"} == {

@@ -27,6 +27,7 @@ def report_of(
     tmp_path: Path, loaded: LoadedModel, scenes: Mapping[str, tuple[Scene, int]], overrides: Mapping[str, Any] = {}
 ) -> Report:
     defaults = {
+        "faces.mode": "full_frame",  # every face found in every frame: exact counts
         "model.window": 10,
         "verdicts.rolling": 3,
         "pipeline.status_interval_s": 1e9,

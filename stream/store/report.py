@@ -185,6 +185,7 @@ def build_report(reader: ScoreReader, session_id: str) -> Report:
             "threshold": session.threshold,
             "hysteresis": session.hysteresis,
             "overall_fake_windows": fake_needed,
+            "crop_geometry": config.get("crop_geometry"),
             "device": session.device,
             "engine": session.engine,
         },
