@@ -19,7 +19,6 @@ import itertools
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table
+from bench.common import median_seconds, print_table
 from stream.demo import astronaut_bgr, background, head_patch, paste
 from stream.faces import BoxMapping, CropFaceDetector, FaceDetector, square_region
 
@@ -415,14 +414,7 @@ def jitter_table(
 
 
 def median_ms(step: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * median_seconds(step, repeats, warmup=3)
 
 
 def timing_table(face: Face, full: FaceDetector, crops: dict[str, CropFaceDetector], repeats: int) -> None:
