@@ -94,7 +94,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--stride", type=positive_int, help="score each face every N scored crops")
     parser.add_argument("--window-mode", choices=["mean", "last"])
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "torch"])
+    parser.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "onnxruntime-int8", "torch"])
     parser.add_argument("--db", type=Path, help="the score store (SQLite)")
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
     parser.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
@@ -291,11 +291,14 @@ def model_info(settings: Settings) -> int:
     from model.summary import summarise
     from model.weights import resolve_weights
     from stream.demo import astronaut_face_crops
+    from stream.detector import cpu_calibration
 
     loaded = resolve_weights(settings.model.weights)
-    engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine)
+    engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine, None, cpu_calibration(settings))
     for line in summarise(loaded, engine, astronaut_face_crops()).lines():
         print(line)
+    if getattr(engine, "gate_result", ""):
+        print(f"int8 parity gate: {engine.gate_result}")
     return 0
 
 

@@ -6,15 +6,18 @@ The ONNX graph is exported from the loaded weights once and cached on disk by th
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -23,7 +26,8 @@ from model.weights import LoadedModel
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # cuda:N: the N-th CUDA GPU (0-based)
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
-CPU_ENGINES = ("auto", "onnxruntime", "torch")
+log = logging.getLogger("deepfake_stream")
+CPU_ENGINES = ("auto", "onnxruntime", "onnxruntime-int8", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Chosen by bench/encode.py on the 2-core dev CPU: ONNX Runtime beats torch eager at every batch size.
 PREFERRED_CPU_ENGINE = "onnxruntime"
@@ -134,6 +138,22 @@ def set_torch_cpu_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
+@contextlib.contextmanager
+def _native_cpu_lstm() -> Iterator[None]:
+    """Run a CPU LSTM on torch's own kernel instead of oneDNN's.
+
+    oneDNN's CPU LSTM reorders its weights (2 x 64 MB for the seed's LSTM) on every call: the seed's one step
+    from zero state then takes ~120 ms at any batch size, against ~6 ms natively (measured on the 2-core AMD
+    EPYC; the results agree within 1e-6). The switch is process-wide for the few milliseconds of the step, so
+    a convolution another thread runs meanwhile takes torch's native kernel too: slower, never wrong.
+    """
+    previous = torch.backends.mkldnn.set_flags(False, _fp32_precision=None)
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.set_flags(previous[0], _fp32_precision=None)
+
+
 def _score_on(network: SeedNet | TemporalNet, window: FrameOutputs, mode: WindowMode, device: torch.device) -> Tensor:
     moved = FrameOutputs(
         features=window.features.to(device, non_blocking=True),
@@ -145,13 +165,20 @@ def _score_on(network: SeedNet | TemporalNet, window: FrameOutputs, mode: Window
 
 @dataclass
 class TorchEngine:
-    """PyTorch eager: the reference on the CPU; on CUDA channels_last with the backbone under autocast."""
+    """PyTorch eager: the reference on the CPU; on CUDA channels_last with the backbone under autocast.
+
+    On the CPU, `precision="bf16"` runs the backbone under bf16 autocast in channels_last (fast on CPUs with
+    AVX512-BF16 or AMX); the LSTM step and the head stay fp32 everywhere.
+    """
 
     network: SeedNet | TemporalNet
     device: torch.device
     precision: str = "auto"  # auto (CUDA: bf16, else fp16; CPU: fp32) | fp32 | fp16 | bf16
     name: str = ""
     threads: int = 0  # CPU only: torch's intra-op threads (0: the CPUs this process may use, `cpu_budget()`)
+    # None: on CUDA, and on the CPU under bf16 autocast (oneDNN's bf16 convolutions are fastest in NHWC).
+    # The backbone is converted in place: an engine changes the layout of the network it is given.
+    channels_last: bool | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -161,12 +188,15 @@ class TorchEngine:
         if self.device.type == "cpu":
             self.threads = set_torch_cpu_threads(self.threads)
         self.network = self.network.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.network.model.to(memory_format=torch.channels_last)
-            if self.precision == "auto":
+        if self.precision == "auto":
+            if self.device.type == "cuda":
                 self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif self.precision == "auto":
-            self.precision = "fp32"
+            else:
+                self.precision = "fp32"
+        if self.channels_last is None:
+            self.channels_last = self.device.type == "cuda" or self.precision == "bf16"
+        if self.channels_last:
+            self.network.model.to(memory_format=torch.channels_last)
         self.autocast_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
         self.name = f"torch-{self.device.type}-{self.precision}"
 
@@ -178,12 +208,13 @@ class TorchEngine:
     def encode(self, batch: Tensor) -> FrameOutputs:
         with torch.inference_mode():
             batch = batch.to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
+            if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 pooled = self.network.pooled_features(batch)
             # The LSTM step and the head stay in fp32.
-            outputs = self.network.encode_pooled(pooled.float())
+            with _native_cpu_lstm() if self.device.type == "cpu" else contextlib.nullcontext():
+                outputs = self.network.encode_pooled(pooled.float())
             return FrameOutputs(
                 features=outputs.features.float().cpu(),
                 logits=None if outputs.logits is None else outputs.logits.float().cpu(),
@@ -253,19 +284,24 @@ class OnnxEngine:
     cache_dir: Path
     threads: int = 0
     name: str = "onnxruntime-cpu"
+    gate_result: str = ""  # the int8 parity gate's one-line result where it ran (build_engine), else ""
 
     def __post_init__(self) -> None:
         import onnxruntime as ort
 
         self.device = torch.device("cpu")
-        graph_path = export_onnx(self.loaded, self.cache_dir, self.loaded.preprocessing.input_size)
+        self.graph_path = self._graph()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads or cpu_budget()
         options.inter_op_num_threads = 1
         # Spinning worker threads would steal the cores that decoding and face detection need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+
+    def _graph(self) -> Path:
+        """The graph this engine runs: the fp32 export of the loaded weights (cached by their hash)."""
+        return export_onnx(self.loaded, self.cache_dir, self.loaded.preprocessing.input_size)
 
     def encode(self, batch: Tensor) -> FrameOutputs:
         results = self.session.run(None, {"crops": batch.detach().cpu().float().contiguous().numpy()})
@@ -276,16 +312,68 @@ class OnnxEngine:
         return _score_on(self.loaded.network, window, mode, self.device)
 
 
+@dataclass
+class OnnxInt8Engine(OnnxEngine):
+    """ONNX Runtime on the CPU over the int8 graph: the backbone's convolutions quantised (model/quantize.py),
+    calibrated on `calibration_crops` (real face crops, HxWx3 uint8 BGR, made by the caller with the serving
+    pipeline's own cropper); pooling, the LSTM step and the head stay fp32. Use it only after the parity gate
+    (model/parity.py) has passed it against the fp32 engine.
+    """
+
+    calibration_crops: Sequence[np.ndarray] = ()
+    reduce_range: bool | None = None  # None: 7-bit weights only on CPUs without VNNI (see model/quantize.py)
+    name: str = "onnxruntime-int8"
+
+    def _graph(self) -> Path:
+        from model.quantize import calibration_hash, quantize_encoder
+
+        self.calibration_hash = calibration_hash(self.calibration_crops, self.loaded.preprocessing)
+        return quantize_encoder(self.loaded, self.calibration_crops, self.cache_dir, self.reduce_range)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Real face crops (HxWx3 uint8 BGR, cut by the serving pipeline) for the int8 engine: `fit` calibrates it,
+    `held_back` (never seen by the calibration) is what the parity gate compares on, in windows of `window`."""
+
+    fit: Sequence[np.ndarray]
+    held_back: Sequence[np.ndarray]
+    window: int
+
+
 def build_engine(
-    loaded: LoadedModel, device: str = "auto", cpu_engine: str = "auto", cache_dir: Path | None = None
+    loaded: LoadedModel,
+    device: str = "auto",
+    cpu_engine: str = "auto",
+    cache_dir: Path | None = None,
+    calibration: Calibration | None = None,
 ) -> TorchEngine | OnnxEngine:
-    """The backend for `loaded` on `device`; on the CPU, `cpu_engine` (auto = the benchmark's pick)."""
+    """The backend for `loaded` on `device`; on the CPU, `cpu_engine` (auto = the benchmark's pick). The int8
+    engine is used only when it passes the parity gate against fp32 ONNX Runtime on `calibration.held_back`;
+    otherwise the fp32 engine, with a warning (`gate_result` then says why)."""
     if cpu_engine not in CPU_ENGINES:
         raise EngineError(f"cpu engine must be one of {', '.join(CPU_ENGINES)}, got {cpu_engine!r}")
     chosen_device = resolve_device(device)
     if chosen_device.type == "cuda":
         return TorchEngine(loaded.network, chosen_device)
     engine = PREFERRED_CPU_ENGINE if cpu_engine == "auto" else cpu_engine
+    if engine == "onnxruntime-int8":
+        return _gated_int8(loaded, cache_dir or default_cache_dir(), calibration)
     if engine == "onnxruntime":
         return OnnxEngine(loaded, cache_dir or default_cache_dir())
     return TorchEngine(loaded.network, chosen_device)
+
+
+def _gated_int8(loaded: LoadedModel, cache_dir: Path, calibration: Calibration | None) -> OnnxEngine:
+    from model.parity import check_parity
+
+    if calibration is None:
+        raise EngineError("the int8 engine needs calibration face crops; use --cpu-engine onnxruntime")
+    reference = OnnxEngine(loaded, cache_dir)
+    candidate = OnnxInt8Engine(loaded, cache_dir, calibration_crops=calibration.fit)
+    result = check_parity(reference, candidate, calibration.held_back, loaded.preprocessing, calibration.window)
+    chosen = candidate if result.passed else reference
+    chosen.gate_result = result.describe()
+    if not result.passed:
+        log.warning("int8 engine refused by the parity gate, using fp32: %s", result.describe())
+    return chosen

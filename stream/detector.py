@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from model.engine import Engine, build_engine
+from model.engine import Calibration, Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
 from stream.config import Settings, settings_as_dict
 from stream.cropping import crop_geometry
@@ -20,6 +20,15 @@ from stream.sources import Producer, Source, SourceSpec, parse_source, stream_na
 from stream.store import FaceSummary, ScoreWriter, SessionInfo, open_writer
 
 log = logging.getLogger("deepfake_stream")
+
+
+def cpu_calibration(settings: Settings) -> Calibration | None:
+    """Crops for the int8 engine (cut from the demo by this run's own cropper) when the settings ask for it."""
+    if settings.model.cpu_engine != "onnxruntime-int8":
+        return None
+    from stream.calibration import demo_calibration
+
+    return demo_calibration(settings)
 
 
 class Detector:
@@ -43,10 +52,14 @@ class Detector:
         settings = replace(settings, clips=settings.clips.beside_store(settings.store.db))
         self.settings = settings
         self.loaded = loaded or resolve_weights(settings.model.weights)
-        self.engine = engine or build_engine(self.loaded, settings.model.device, settings.model.cpu_engine, cache_dir)
+        self.engine = engine or build_engine(
+            self.loaded, settings.model.device, settings.model.cpu_engine, cache_dir, cpu_calibration(settings)
+        )
         self.writer: ScoreWriter = open_writer(settings.store.db, settings.store.retention_days)
         try:
             config = {**settings_as_dict(settings), "crop_geometry": crop_geometry(settings.faces)}
+            if getattr(self.engine, "gate_result", ""):
+                config["engine_gate"] = self.engine.gate_result  # type: ignore[attr-defined]
             self.session_id = self.writer.start_session(self._session_info(sources), config)
         except BaseException:
             self.writer.close()
