@@ -129,7 +129,7 @@ def test_wrong_types_name_key_expected_and_value(data: dict, expected: str) -> N
         ({"model": {"window": MAX_WINDOW + 1}}, "model: window must be"),
         ({"model": {"stride": 0}}, "model: stride must be at least 1"),
         ({"model": {"window_mode": "max"}}, "model: window_mode must be one of mean, last"),
-        ({"model": {"cpu_engine": "tensorrt"}}, "model: cpu_engine must be one of auto, onnxruntime, torch"),
+        ({"model": {"cpu_engine": "tensorrt"}}, "model: cpu_engine must be one of auto, onnxruntime, onnxruntime-int8"),
         ({"verdicts": {"hysteresis": 0.6}}, "verdicts: hysteresis must be in"),
         ({"verdicts": {"rolling": 0}}, "verdicts: rolling must be"),
         ({"pipeline": {"max_batch": 0}}, "pipeline: max_batch must be at least 1"),
