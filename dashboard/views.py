@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.charts import timeline_chart
 from dashboard.verdicts import badge, shown_verdict
-from stream.store import UNCALIBRATED_WARNING, AlertRow, FaceRow, ScoreReader, SessionRow, StreamRow
+from stream.store import UNCALIBRATED_WARNING, AlertRow, FaceRow, HealthRow, ScoreReader, SessionRow, StreamRow
 
 MAX_ALERTS = 20
 FACE_COLUMNS = 2
@@ -79,6 +79,16 @@ def session_status(session: SessionRow, status: data.SessionStatus, db: Path) ->
         )
 
 
+def overload_caption(health: HealthRow) -> str:
+    """What the detector gave up to keep up: live frames thinned evenly and face crops left out, round-robin."""
+    total = health.crops_encoded + health.crops_skipped
+    skipped = f"{100 * health.crops_skipped / total:.0f}%" if total else "none"
+    return (
+        f"overloaded: {health.frames_thinned} frames thinned evenly (never below the tracking rate), crops skipped "
+        f"{skipped} (the encoder shared round-robin across faces)"
+    )
+
+
 def _health(stream: StreamRow, now: float) -> None:
     health = stream.health
     if health is None:
@@ -92,6 +102,8 @@ def _health(stream: StreamRow, now: float) -> None:
     cells[1].metric("fps scored", f"{health.fps_scored:.1f}")
     cells[2].metric("dropped", f"{health.frames_dropped}")
     cells[3].metric("reconnects", f"{health.reconnects}")
+    if health.frames_thinned or health.crops_skipped:
+        st.caption(overload_caption(health))
     if state == "reconnecting":
         st.warning(f"reconnecting (attempts so far: {health.reconnects}); last error: {health.last_error or '—'}")
     elif state == "failed":

@@ -126,12 +126,18 @@ class LoopSettings:
     status_interval_s: float = 5.0  # seconds between status lines on stderr
     health_interval_s: float = 1.0  # seconds between stream health rows in the store
     thumb_size: int = 112  # ring crops (the evidence clips' pre-roll) are thumb_size x thumb_size
+    min_track_fps: float = 10.0  # under overload an iteration lasts at most 1/this: no live camera processed slower
+    encode_budget_ms: float = 0.0  # live crops' encode time per iteration (0: what the rest leaves of 1/min_track_fps)
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be at least 0, got {self.max_wait_ms}")
+        if self.encode_budget_ms < 0:
+            raise ValueError(f"encode_budget_ms must be at least 0 (0: derived), got {self.encode_budget_ms}")
+        if self.min_track_fps <= 0:
+            raise ValueError(f"min_track_fps must be positive, got {self.min_track_fps}")
         for name in ("annotate_fps", "status_interval_s", "health_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -3,6 +3,8 @@ that creates faces on first sight and evicts them in one place."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +43,10 @@ class Face:
     first_t_media: float | None
     last_seen: float = 0.0
     last_t_media: float | None = None
-    crops: int = 0
+    crops: int = 0  # crops encoded (pushed into the ring)
+    crops_skipped: int = 0  # crops left out because the encoder had no time for them (stream/overload.py)
+    share: int = 0  # crops encoded in the encoder's round-robin count (FaceRegistry.requeue, stream/overload.py) ...
+    turn: int = 0  # ... and its place in the round-robin queue: lower waited longer
     scores: int = 0
     p_fake_sum: float = 0.0
     p_fake_max: float = 0.0
@@ -52,10 +57,18 @@ class Face:
     pending_thumbnail: bytes | None = field(default=None, repr=False)  # sent with the next update, then dropped
 
     def add_crop(self, frame: Frame, crop_bgr: np.ndarray, features: np.ndarray, logits: np.ndarray | None) -> None:
-        """Push one encoded crop into the ring; feed the open clip, if any."""
+        """Push one encoded crop into the ring."""
         self.ring.push(features, logits, crop_bgr, frame.index, frame.t_media, frame.t_capture)
-        self.last_seen, self.last_t_media = frame.t_capture, frame.t_media
+        self._saw(frame)
         self.crops += 1
+
+    def skip_crop(self, frame: Frame) -> None:
+        """The face was in this frame but its crop was not encoded: its ring and window stay as they were."""
+        self._saw(frame)
+        self.crops_skipped += 1
+
+    def _saw(self, frame: Frame) -> None:
+        self.last_seen, self.last_t_media = frame.t_capture, frame.t_media
 
     def window_due(self, window: int, stride: int) -> bool:
         """A window score is due: the ring holds a whole window and this crop falls on the stride."""
@@ -105,6 +118,7 @@ class Face:
             frames_scored=self.scores,
             thumbnail_jpeg=thumbnail,
             crops=self.crops,
+            crops_skipped=self.crops_skipped,
         )
 
     def summary(self) -> FaceSummary:
@@ -120,13 +134,16 @@ class Face:
             mean_p_fake=self.p_fake_sum / self.scores if self.scores else None,
             max_p_fake=self.p_fake_max if self.scores else None,
             crops=self.crops,
+            crops_skipped=self.crops_skipped,
         )
 
 
 class FaceRegistry:
     """Every live face, keyed by (stream, track): created on first sight, evicted here and nowhere else.
 
-    Faces that have gone leave a small summary behind (for the end-of-run report); their ring is freed.
+    Faces that have gone leave a small summary behind (for the end-of-run report); their ring is freed. The registry
+    also keeps the encoder's round-robin queue: a new face joins it at the back, and so does a face whose crop was
+    just encoded, its share one higher.
     """
 
     def __init__(self, ring_shape: RingShape, policy: VerdictPolicy) -> None:
@@ -134,6 +151,7 @@ class FaceRegistry:
         self._policy = policy
         self._live: dict[tuple[str, int], Face] = {}
         self._gone: list[FaceSummary] = []
+        self._turns = itertools.count()
 
     def see(self, frame: Frame, track_id: int, crop_bgr: np.ndarray) -> Face:
         """The live face of this track, created (with its thumbnail) the first time the track is seen."""
@@ -148,14 +166,22 @@ class FaceRegistry:
                 first_seen=frame.t_capture,
                 first_t_media=frame.t_media,
                 pending_thumbnail=thumbnail_jpeg(crop_bgr),
+                turn=next(self._turns),
             )
         return face
+
+    def requeue(self, faces: Iterable[Face]) -> None:
+        """Send these faces, in this order, to the back of the encoder's queue, one crop further on (their crops
+        were just encoded)."""
+        for face in faces:
+            face.turn = next(self._turns)
+            face.share += 1
 
     def get(self, stream_id: str, track_id: int) -> Face | None:
         return self._live.get((stream_id, track_id))
 
     def evict(self, stream_id: str, track_id: int) -> Face | None:
-        """Remove a face (its ring and scorer go with it) and mark it gone; None when it was never encoded."""
+        """Remove a face (its ring and scorer go with it) and mark it gone; None when it was never seen."""
         face = self._live.pop((stream_id, track_id), None)
         if face is not None:
             face.gone = True

@@ -138,9 +138,9 @@ class FaceFinder:
         """This frame's confirmed tracks that were found in it, by track id."""
         if self._last_frame is not None and frame_index <= self._last_frame:
             raise ValueError(f"frame_index must increase: got {frame_index} after {self._last_frame}")
-        self._last_frame = frame_index
+        previous, self._last_frame = self._last_frame, frame_index
         height, width = image_bgr.shape[:2]
-        self._drop_lost(frame_index)
+        self._drop_lost(frame_index, previous)
         for candidate in self._candidates:
             candidate.matched_now = False
 
@@ -205,12 +205,14 @@ class FaceFinder:
                 continue
             self._candidates.append(_Candidate(TrackMotion(detection.box_xyxy, frame_index), frame_index))
 
-    def _drop_lost(self, frame_index: int) -> None:
+    def _drop_lost(self, frame_index: int, previous: int | None) -> None:
         kept = []
         for candidate in self._candidates:
             missed = frame_index - candidate.motion.last_seen - 1
-            if candidate.track_id is None and missed > 0 and frame_index > candidate.created:
-                continue  # a hidden candidate must be re-detected every frame until confirmed
+            if candidate.track_id is None and previous is not None and candidate.motion.last_seen < previous:
+                # A hidden candidate must be re-detected in every processed frame until confirmed (frames the loop
+                # thinned or dropped under load were never looked at: they are not misses).
+                continue
             if missed > self.settings.max_missed_frames:
                 if candidate.track_id is not None:
                     self._evicted.append(candidate.track_id)

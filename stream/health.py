@@ -29,6 +29,9 @@ class StreamHealth:
     reconnects: int
     last_error: str | None
     frames_read: int = field(default=0, kw_only=True)  # frames the source delivered so far
+    frames_thinned: int = field(default=0, kw_only=True)  # live frames left out evenly under overload
+    crops_encoded: int = field(default=0, kw_only=True)  # face crops encoded ...
+    crops_skipped: int = field(default=0, kw_only=True)  # ... and left out under overload (stream/overload.py)
 
 
 class FpsMeter:

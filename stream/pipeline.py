@@ -1,5 +1,9 @@
-"""The loop: drain the command inbox, take the newest frame of every stream, cut its faces, encode every crop in
+"""The loop: drain the command inbox, take the newest frame of every stream, cut its faces, encode the crops in
 one batch, score the faces whose window is due, and send what happened to the sinks; publish health snapshots.
+
+Under overload (stream/overload.py) an iteration lasts at most a tracking period (`pipeline.min_track_fps`): the
+live crops encoded are those that fit in what is left of it, chosen round-robin across faces, and the frames of
+each live camera in between are thinned evenly by the iterations themselves.
 
 The loop thread owns all of its state. Other threads post commands (`add_source`, `remove_source`, `stop`) and
 read the published snapshots (`health`, `faces`, `face_summaries`, `stage_timings`).
@@ -25,6 +29,7 @@ from stream.face import Face, FaceRegistry, RingShape
 from stream.faces import FaceDetector
 from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth, StreamState, span_rate
 from stream.inbox import AddSource, Inbox, RemoveSource, Stop
+from stream.overload import ACTIVE_S, CONTENTION_S, crops_that_fit, round_robin, thinned_of
 from stream.scores import VerdictState, WindowScore
 from stream.sinks import Event, Sink, StageTimings
 from stream.sources import Frame, Source
@@ -43,13 +48,18 @@ class _Stream:
 
     source: Source
     cropper: FaceCropper
+    live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
     fps_in: FpsMeter = field(default_factory=FpsMeter)
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
     frames_processed: int = 0
+    frames_thinned: int = 0
+    crops_encoded: int = 0
+    crops_skipped: int = 0
     windows_scored: int = 0
     first_frame_at: float | None = None  # monotonic time the loop took this stream's first frame ...
     last_frame_at: float | None = None  # ... and its latest
     last_annotated: float = 0.0
+    last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
 
     def took_frame(self) -> None:
         now = time.monotonic()
@@ -76,16 +86,26 @@ class _Stream:
             span_rate(self.frames_processed - 1, start, end), span_rate(self.windows_scored, start, end)
         )
 
+    def count_thinned(self, frame: Frame, min_track_fps: float) -> None:
+        """Of the live frames the source's buffer dropped since the last one processed, count those thinned (the
+        rest stay dropped): see `stream.overload.thinned_of`."""
+        last, self.last_processed = self.last_processed, (frame.index, frame.t_capture)
+        if last is not None and frame.index - last[0] > 1:
+            self.frames_thinned += thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1], min_track_fps)
+
     def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
         return StreamHealth(
             stream_id=self.source.stream_id,
             state=self.source.state,
             fps_in=fps_in,
             fps_scored=fps_scored,
-            frames_dropped=self.source.dropped,
+            frames_dropped=self.source.dropped - self.frames_thinned,
             reconnects=self.source.reconnects,
             last_error=self.source.last_error,
             frames_read=self.source.frames_read,
+            frames_thinned=self.frames_thinned,
+            crops_encoded=self.crops_encoded,
+            crops_skipped=self.crops_skipped,
         )
 
 
@@ -113,6 +133,11 @@ class Pipeline:
         shape = RingShape(settings.model.window, FEATURE_DIM, loaded.arch == "seed", settings.pipeline.thumb_size)
         self._faces = FaceRegistry(shape, policy)
         self._clips = ClipRecorder(settings.clips) if settings.clips.enabled else None
+        # What recent iterations took from the end of their encoding to their end (perf_counter seconds, a moving
+        # average), and this iteration's start and end of encoding.
+        self._tail_s = 0.0
+        self._began = self._encoded_at = 0.0
+        self._contended_until = 0.0  # monotonic: live crops were skipped lately (stream/overload.py)
         self._inbox = Inbox()
         self._inbox_lock = threading.Lock()  # a command posted after close() is refused, never left unanswered
         self._answered_after_flush: list[Future[None]] = []
@@ -188,6 +213,8 @@ class Pipeline:
                     time.sleep(0.002)
                 self._report_periodically()
                 self._flush()
+                if frames:
+                    self._timed_iteration(time.perf_counter())
         finally:
             self.close()
 
@@ -237,7 +264,7 @@ class Pipeline:
     def _start_stream(self, source: Source) -> None:
         first_id = self._next_track_ids.get(source.stream_id, 1)
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
-        self._streams[source.stream_id] = _Stream(source, cropper)
+        self._streams[source.stream_id] = _Stream(source, cropper, live=source.live)
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
         source.timer = self.timer
@@ -255,11 +282,19 @@ class Pipeline:
             ]
         return frames
 
+    def _timed_iteration(self, ended: float) -> None:
+        if self._encoded_at > self._began:
+            self._tail_s += 0.2 * (ended - self._encoded_at - self._tail_s)
+
     def _process(self, frames: list[Frame]) -> None:
+        self._began = time.perf_counter()
+        min_track_fps = self.settings.pipeline.min_track_fps
         crops: list[FaceCrop] = []
         for frame in frames:
             work = self._streams[frame.stream_id]
             work.took_frame()
+            if work.live:
+                work.count_thinned(frame, min_track_fps)
             crops.extend(work.cropper.crops(frame))
             # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
             self._evict(frame.stream_id, work.cropper.take_evicted())
@@ -270,23 +305,78 @@ class Pipeline:
             self._annotate(self._streams[frame.stream_id], frame, now)
 
     def _encode_and_score(self, crops: list[FaceCrop]) -> list[Face]:
-        """Encode every crop, push each into its face's ring, score the faces whose window is due; the faces
-        touched, in crop order."""
-        features, logits = self._encoder.encode([c.image_bgr for c in crops])
+        """Encode the crops the budget allows (every file crop; live ones round-robin), push each into its face's
+        ring, count the others skipped, score the faces whose window is due; the faces touched, in crop order."""
+        faces = [self._faces.see(c.frame, c.track.track_id, c.image_bgr) for c in crops]
+        chosen = self._choose(crops, faces)
+        features, logits = self._encoder.encode([crops[i].image_bgr for i in chosen]) if chosen else (None, None)
+        self._encoded_at = time.perf_counter()
         window, stride = self.settings.model.window, self.settings.model.stride
-        touched: dict[tuple[str, int], Face] = {}
+        rows = {index: row for row, index in enumerate(chosen)}
         due: list[tuple[FaceCrop, Face]] = []
-        for row, crop in enumerate(crops):
-            face = self._faces.see(crop.frame, crop.track.track_id, crop.image_bgr)
+        for index, (crop, face) in enumerate(zip(crops, faces, strict=True)):
+            work = self._streams[crop.frame.stream_id]
+            row = rows.get(index)
+            if row is None:
+                face.skip_crop(crop.frame)
+                work.crops_skipped += 1
+                continue
+            assert features is not None
             face.add_crop(crop.frame, crop.image_bgr, features[row], None if logits is None else logits[row])
+            work.crops_encoded += 1
             if (finished := face.feed_clip(crop.image_bgr)) is not None:
                 self._events.append(finished)
-            touched[(face.stream_id, face.track_id)] = face
             if face.window_due(window, stride):
                 due.append((crop, face))
         if due:
             self._score(due)
+        touched = {(face.stream_id, face.track_id): face for face in faces}
         return list(touched.values())
+
+    def _choose(self, crops: list[FaceCrop], faces: list[Face]) -> list[int]:
+        """The crops to encode this iteration, in crop order: every file crop, and the live crops that fit in the
+        encode budget, round-robin across every live face of every stream (stream/overload.py)."""
+        live = [i for i, crop in enumerate(crops) if self._streams[crop.frame.stream_id].live]
+        if not live:
+            return list(range(len(crops)))
+        files = len(crops) - len(live)  # always encoded, in the same calls
+        fit = crops_that_fit(self._encode_budget_s(), lambda n: self._encoder.seconds_for(files + n), len(live))
+        floor = self._share_floor([faces[i] for i in live])
+        contended = time.monotonic() < self._contended_until
+        shares, turns = [faces[i].share for i in live], [faces[i].turn for i in live]
+        picked = [live[j] for j in round_robin(shares, turns, fit, floor, contended)]
+        self._faces.requeue(faces[i] for i in picked)
+        skipped = set(live) - set(picked)
+        if skipped:
+            self._contended_until = time.monotonic() + CONTENTION_S
+        return [i for i in range(len(crops)) if i not in skipped]
+
+    def _share_floor(self, present: list[Face]) -> int:
+        """The lowest round-robin share among live streams' faces seen in the last `ACTIVE_S`; a present face that
+        is new, or back after longer, joins at it (no burst of crops for a face that was away)."""
+        now = time.time()
+        recent = [
+            face
+            for face in self._faces.live()
+            if self._streams[face.stream_id].live
+            and face.crops + face.crops_skipped > 0
+            and now - face.last_seen < ACTIVE_S
+        ]
+        floor = min((face.share for face in recent), default=0)
+        seen_lately = {id(face) for face in recent}
+        for face in present:
+            if id(face) not in seen_lately:
+                face.share = max(face.share, floor)
+        return floor
+
+    def _encode_budget_s(self) -> float:
+        """Seconds the encoder may spend on this iteration's crops: `pipeline.encode_budget_ms`, else what the
+        iteration's other work (so far, and after the encoding as lately) leaves of a tracking period."""
+        fixed = self.settings.pipeline.encode_budget_ms
+        if fixed > 0:
+            return fixed / 1000
+        spent = time.perf_counter() - self._began
+        return 1.0 / self.settings.pipeline.min_track_fps - spent - self._tail_s
 
     def _score(self, due: list[tuple[FaceCrop, Face]]) -> None:
         window = self.settings.model.window

@@ -1,5 +1,5 @@
 """The status line printed every few seconds for each stream: what it is (a file, or a live source's state), rates,
-faces, drops and a file's progress."""
+faces, drops (and, under overload, frames thinned and crops skipped) and a file's progress."""
 
 from __future__ import annotations
 
@@ -30,5 +30,14 @@ def status_line(
     return (
         f"{health.stream_id} [{source_label(health.state, kind, live)}]: in {health.fps_in:.1f} fps, "
         f"scored {health.fps_scored:.1f} windows/s, {faces} face{'s' if faces != 1 else ''}, "
-        f"{health.frames_dropped} dropped{progress}"
+        f"{health.frames_dropped} dropped{overload_text(health)}{progress}"
     )
+
+
+def overload_text(health: StreamHealth) -> str:
+    """`, 30 thinned, crops skipped 45%` while the loop is sharing itself out; nothing while it keeps up."""
+    text = f", {health.frames_thinned} thinned" if health.frames_thinned else ""
+    if health.crops_skipped:
+        share = 100 * health.crops_skipped / (health.crops_skipped + health.crops_encoded)
+        text += f", crops skipped {share:.0f}%"
+    return text

@@ -289,6 +289,19 @@ def test_reconnecting_stream(writer: ScoreWriter) -> None:
     assert any("reconnecting" in w.value and "connection refused" in w.value for w in at.warning)
 
 
+def test_an_overloaded_stream_says_what_it_gave_up(writer: ScoreWriter) -> None:
+    run = Run(writer)
+    run.stream("cam", kind="rtsp")
+    health = StreamHealth(
+        "cam", StreamState.LIVE, 10.0, 9.0, 2, 0, None, frames_thinned=40, crops_encoded=55, crops_skipped=45
+    )
+    writer.write_health(run.sid, health, time.time())
+    writer.commit()
+    at = dashboard()
+    assert_clean(at)
+    assert "overloaded: 40 frames thinned" in page_text(at) and "crops skipped 45%" in page_text(at)
+
+
 def test_detector_not_running_shows_last_data_with_its_age(
     writer: ScoreWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,6 +45,13 @@ def test_a_new_face_gets_its_id_after_two_confirming_re_detections() -> None:
     assert seen[4][0].box == (104.0, 80.0, 144.0, 120.0)  # the crop re-detection's box, in frame pixels
 
 
+def test_a_new_face_is_confirmed_in_frames_thinned_under_load() -> None:
+    # Every third frame processed (the loop under overload): two re-detections in processed frames confirm it.
+    faces = finder(ScriptedFaces())
+    seen = [faces.update(frame(320, 240, [(100 + i, 80, 40)]), i, i) for i in range(0, 15, 3)]
+    assert [[t.track_id for t in tracks] for tracks in seen] == [[], [], [1], [1], [1]]
+
+
 def test_low_scoring_re_detections_never_confirm_a_track() -> None:
     faces = finder(ScriptedFaces(), Scoring(score=0.6))  # texture-like false positives score 0.5-0.72
     assert all(faces.update(frame(320, 240, [(100, 80, 40)]), i, i) == [] for i in range(12))

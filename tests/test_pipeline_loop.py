@@ -238,7 +238,8 @@ def test_a_live_source_counts_every_frame_it_drops(seed_model) -> None:
     source.join(2)
     [final] = pipeline.health()
     assert final == sink.of(StreamHealth)[-1]
-    assert final.stream_id == "cam" and final.frames_dropped == source.dropped
+    # Frames the buffer dropped are thinned while the loop kept the tracking rate, dropped past it (test_overload.py).
+    assert final.stream_id == "cam" and final.frames_dropped + final.frames_thinned == source.dropped
     assert source.dropped > 0
     processed = faces.made[0].calls
     assert processed > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from stream.health import FpsMeter, StreamHealth, StreamState, span_rate
@@ -82,3 +84,11 @@ def test_a_file_that_stopped_decoding_says_so() -> None:
 def test_a_live_source_shows_its_state(state: StreamState) -> None:
     line = status_line(health(state, "cam"), "rtsp", True, faces=0, frames_done=10, expected_frames=None)
     assert line == f"cam [{state.value}]: in 30.0 fps, scored 28.0 windows/s, 0 faces, 3 dropped"
+
+
+def test_a_stream_under_overload_says_what_it_thinned_and_skipped() -> None:
+    busy = replace(health(StreamState.LIVE, "cam"), frames_thinned=30, crops_encoded=55, crops_skipped=45)
+    line = status_line(busy, "rtsp", True, faces=4, frames_done=10, expected_frames=None)
+    assert line == "cam [live]: in 30.0 fps, scored 28.0 windows/s, 4 faces, 3 dropped, 30 thinned, crops skipped 45%"
+    only_skipped = replace(busy, frames_thinned=0)
+    assert status_line(only_skipped, "rtsp", True, 4, 10, None).endswith(", 3 dropped, crops skipped 45%")

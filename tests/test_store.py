@@ -35,6 +35,19 @@ from stream.store import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+HEALTH = StreamHealth(
+    "cam0",
+    StreamState.LIVE,
+    25.0,
+    19.5,
+    7,
+    0,
+    None,
+    frames_read=80,
+    frames_thinned=40,
+    crops_encoded=30,
+    crops_skipped=9,
+)
 INFO = SessionInfo(
     checkpoint="model_87_acc_20_frames_final_data.pt",
     calibrated=True,
@@ -94,7 +107,7 @@ def test_round_trip(tmp_path: Path) -> None:
         first = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 103.0, 0.71, None, t_media=3.1))
         second = w.write_alert(sid, Alert("cam0", 1, "turned_fake", 110.0, 0.9, None))
         w.set_alert_clip(first, "clips/cam0-1.mp4")
-        w.write_health(sid, StreamHealth("cam0", StreamState.LIVE, 25.0, 19.5, 7, 0, None), 105.0)
+        w.write_health(sid, HEALTH, 105.0)
         w.write_frame(sid, AnnotatedFrame("cam0", 104.0, b"old"))
         w.write_frame(sid, AnnotatedFrame("cam0", 105.0, b"\xff\xd8frame"))
         w.end_session(sid, ended_at=2000.0)
@@ -105,7 +118,7 @@ def test_round_trip(tmp_path: Path) -> None:
         assert session.info == INFO
         assert r.latest_session() == session
         assert r.streams(sid) == [
-            StreamRow(sid, "cam0", "demo", "file", HealthRow("cam0", StreamState.LIVE, 25.0, 19.5, 7, 0, None, 105.0)),
+            StreamRow(sid, "cam0", "demo", "file", HealthRow(**vars(HEALTH), t=105.0)),
             StreamRow(sid, "cam1", "rtsp://***@cam.local/stream", "rtsp", None),
         ]
         assert r.scores(sid, "cam0", 1) == scores
@@ -356,7 +369,10 @@ def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
         w.write_verdict(sid, Verdict("cam0", 1, VerdictState.FAKE, 55.0, 0.7))
         w.write_scores([score(sid, i, p_fake=0.1, track_id=2, stream_id="cam1") for i in range(3)])
         w.write_face(
-            sid, FaceUpdate("cam1", 2, 51.0, 52.0, 0.0, 0.08, "live", VerdictState.REAL, 0.1, 3, None, crops=12)
+            sid,
+            FaceUpdate(
+                "cam1", 2, 51.0, 52.0, 0.0, 0.08, "live", VerdictState.REAL, 0.1, 3, None, crops=12, crops_skipped=5
+            ),
         )
         w.write_face(
             sid, FaceUpdate("cam1", 5, 53.0, 53.0, 2.0, 2.0, "live", VerdictState.UNSURE, None, 0, None, crops=4)
@@ -372,39 +388,74 @@ def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
     assert (first.first_t_media, first.last_t_media) == (10 / 25, 13 / 25)
     assert (first.first_seen, first.last_seen) == (50.0, 60.0)
     assert second == FaceSummary(
-        "cam1", 2, 51.0, 52.0, 0.0, 2 / 25, 3, VerdictState.REAL, pytest.approx(0.1), 0.1, crops=12
+        "cam1", 2, 51.0, 52.0, 0.0, 2 / 25, 3, VerdictState.REAL, pytest.approx(0.1), 0.1, crops=12, crops_skipped=5
     )
-    assert unscored == FaceSummary("cam1", 5, 53.0, 53.0, 2.0, 2.0, 0, VerdictState.UNSURE, None, None, crops=4)
+    assert unscored == FaceSummary(
+        "cam1", 5, 53.0, 53.0, 2.0, 2.0, 0, VerdictState.UNSURE, None, None, crops=4, crops_skipped=0
+    )
+    with open_reader(db) as r:
+        assert [(f.track_id, f.crops, f.crops_skipped) for f in r.faces(sid, "cam1")] == [(2, 12, 5), (5, 4, 0)]
 
 
-def test_a_version_1_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path: Path) -> None:
-    db = tmp_path / "v1.db"
-    v1_schema = SCHEMA_SQL.replace(", frames_read INTEGER NOT NULL DEFAULT 0", "").replace(
-        "crops INTEGER NOT NULL DEFAULT 0, ", ""
-    )
-    assert v1_schema != SCHEMA_SQL
+# The columns each schema version added, as SCHEMA_SQL spells them: taking them out, newest first, gives the older
+# schema.
+ADDED_IN = {
+    3: [
+        " frames_thinned INTEGER NOT NULL DEFAULT 0,\n    crops_encoded INTEGER NOT NULL DEFAULT 0, "
+        "crops_skipped INTEGER NOT NULL DEFAULT 0,",
+        " crops_skipped INTEGER NOT NULL DEFAULT 0,",
+    ],
+    2: [", frames_read INTEGER NOT NULL DEFAULT 0", "crops INTEGER NOT NULL DEFAULT 0,"],
+}
+
+
+def schema_of(version: int) -> str:
+    schema = SCHEMA_SQL
+    for added in range(SCHEMA_VERSION, version, -1):
+        for column in ADDED_IN[added]:
+            assert column in schema, column
+            schema = schema.replace(column, "", 1)
+    return schema
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path: Path, version: int) -> None:
+    db = tmp_path / f"v{version}.db"
+    old_schema = schema_of(version)
+    assert old_schema != SCHEMA_SQL
+    health_v1 = "('old', 'cam', 'ended', 25.0, 20.0, 0, 0, NULL, 2.0"
+    face_v1 = "('old', 'cam', 1, 1.0, 2.0, 0.0, 1.0, 'gone', 'REAL', NULL, 0.2, 30, NULL"
     with sqlite3.connect(db) as conn:
-        conn.executescript(f"{v1_schema}PRAGMA user_version=1;")
+        conn.executescript(f"{old_schema}PRAGMA user_version={version};")
         conn.execute(
             "INSERT INTO sessions VALUES "
             "('old', 1.0, 2.0, 2.0, 'ck.pt', 1, 20, 1, 'mean', 0.5, 0.1, 'cpu', 'ort', '[]')"
         )
         conn.execute("INSERT INTO streams VALUES ('old', 'cam', 'demo', 'file')")
-        conn.execute("INSERT INTO health VALUES ('old', 'cam', 'ended', 25.0, 20.0, 0, 0, NULL, 2.0)")
-        conn.execute(
-            "INSERT INTO faces VALUES ('old', 'cam', 1, 1.0, 2.0, 0.0, 1.0, 'gone', 'REAL', NULL, 0.2, 30, NULL)"
-        )
+        conn.execute(f"INSERT INTO health VALUES {health_v1}{', 90' if version == 2 else ''})")
+        conn.execute(f"INSERT INTO faces VALUES {face_v1}{', 31' if version == 2 else ''})")
+    crops = 31 if version == 2 else 0
     with open_reader(db) as r:  # read-only: nothing is migrated
         [face] = r.faces("old")
-        assert face.crops == 0 and face.frames_scored == 30
-        assert r.face_summaries("old")[0].crops is None  # unknown, not zero
-        assert r.streams("old")[0].health.frames_read == 0
+        assert (face.crops, face.crops_skipped, face.frames_scored) == (crops, 0, 30)
+        [summary] = r.face_summaries("old")
+        assert summary.crops == (31 if version == 2 else None)  # unknown, not zero
+        assert summary.crops_skipped is None
+        health = r.streams("old")[0].health
+        assert (health.frames_read, health.frames_thinned, health.crops_skipped) == (90 if version == 2 else 0, 0, 0)
     with open_writer(db, retention_days=None) as w:  # a writer migrates, keeping every row
-        w.start_session(INFO)
+        sid = w.start_session(INFO)
+        w.write_health(sid, HEALTH, 3.0)
     with open_reader(db) as r:
-        assert r.faces("old")[0].frames_scored == 30 and r.faces("old")[0].crops == 0
+        assert r.faces("old")[0].frames_scored == 30 and r.faces("old")[0].crops == crops
+        assert r.face_summaries("old")[0].crops_skipped == 0
+        assert r.streams(sid) == []  # health without a stream row is not a stream
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        row = conn.execute(
+            "SELECT frames_thinned, crops_encoded, crops_skipped FROM health WHERE session_id = ?", (sid,)
+        )
+        assert row.fetchone() == (40, 30, 9)
 
 
 def test_unwritable_paths_give_a_one_line_store_error(tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ class FaceUpdate:
     frames_scored: int
     thumbnail_jpeg: bytes | None  # sent once, with the face's first update; the store keeps the first it gets
     crops: int = field(default=0, kw_only=True)  # crops encoded (a face with fewer than a window is never scored)
+    crops_skipped: int = field(default=0, kw_only=True)  # crops the encoder had no time for (under overload)
 
     def __post_init__(self) -> None:
         if self.state not in ("live", "gone"):
@@ -157,3 +158,4 @@ class FaceSummary:
     mean_p_fake: float | None  # None when the face has no scores
     max_p_fake: float | None
     crops: int | None = None  # crops encoded; only the detector that saw the face knows (None from the store)
+    crops_skipped: int | None = None  # crops not encoded under overload (None: a store older than schema 3)

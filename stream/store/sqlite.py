@@ -38,7 +38,8 @@ from stream.store.records import (
     VerdictRow,
 )
 
-SCHEMA_VERSION = 2  # 2: faces.crops, health.frames_read
+SCHEMA_VERSION = 3  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
+# health.crops_encoded, health.crops_skipped
 _BUSY_TIMEOUT_S = 10.0
 log = logging.getLogger("deepfake_stream")
 
@@ -54,12 +55,15 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE TABLE IF NOT EXISTS health (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, state TEXT NOT NULL, fps_in REAL NOT NULL,
     fps_scored REAL NOT NULL, frames_dropped INTEGER NOT NULL, reconnects INTEGER NOT NULL, last_error TEXT,
-    t REAL NOT NULL, frames_read INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session_id, stream_id)) WITHOUT ROWID;
+    t REAL NOT NULL, frames_read INTEGER NOT NULL DEFAULT 0, frames_thinned INTEGER NOT NULL DEFAULT 0,
+    crops_encoded INTEGER NOT NULL DEFAULT 0, crops_skipped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, stream_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS faces (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, track_id INTEGER NOT NULL, first_seen REAL NOT NULL,
     last_seen REAL NOT NULL, first_t_media REAL, last_t_media REAL, state TEXT NOT NULL, verdict TEXT NOT NULL,
     verdict_since REAL, rolling_p_fake REAL, frames_scored INTEGER NOT NULL, thumbnail_jpeg BLOB,
-    crops INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session_id, stream_id, track_id));
+    crops INTEGER NOT NULL DEFAULT 0, crops_skipped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, stream_id, track_id));
 CREATE TABLE IF NOT EXISTS scores (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, track_id INTEGER NOT NULL, frame_index INTEGER NOT NULL,
     t_media REAL, window INTEGER NOT NULL, p_fake REAL NOT NULL, t_capture REAL NOT NULL, t_scored REAL NOT NULL,
@@ -78,11 +82,21 @@ CREATE TABLE IF NOT EXISTS frames (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, t REAL NOT NULL, jpeg BLOB NOT NULL,
     PRIMARY KEY (session_id, stream_id));
 """
-# Version 1 stores get the columns version 2 added (the tables keep their rows).
-MIGRATE_FROM_1 = """
+# Older stores get the columns later versions added (the tables keep their rows): version 1 both steps, 2 the last.
+MIGRATE_FROM_2 = """
+ALTER TABLE faces ADD COLUMN crops_skipped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE health ADD COLUMN frames_thinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE health ADD COLUMN crops_encoded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE health ADD COLUMN crops_skipped INTEGER NOT NULL DEFAULT 0;
+"""
+MIGRATE_FROM_1 = (
+    """
 ALTER TABLE faces ADD COLUMN crops INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE health ADD COLUMN frames_read INTEGER NOT NULL DEFAULT 0;
 """
+    + MIGRATE_FROM_2
+)
+MIGRATIONS = {1: MIGRATE_FROM_1, 2: MIGRATE_FROM_2}
 _score_values = attrgetter(*(f.name for f in fields(WindowScore)))
 _HEALTH_COLUMNS = [f.name for f in fields(StreamHealth)]
 _health_values = attrgetter(*_HEALTH_COLUMNS)
@@ -140,7 +154,7 @@ class SqliteWriter:
                     f"the score store at {self.path} has schema version {version}, newer than this program's "
                     f"{SCHEMA_VERSION}; upgrade deepfake-stream or pass --db with another path"
                 )
-            migrate = MIGRATE_FROM_1 if version == 1 else ""
+            migrate = MIGRATIONS.get(version, "")
             conn.executescript(f"BEGIN IMMEDIATE;{migrate}{SCHEMA_SQL}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
         except sqlite3.Error as error:
             conn.close()
@@ -230,13 +244,14 @@ class SqliteWriter:
         with self._write("write face") as conn:
             conn.execute(
                 "INSERT INTO faces (session_id, stream_id, track_id, first_seen, last_seen, first_t_media, "
-                "last_t_media, state, verdict, rolling_p_fake, frames_scored, thumbnail_jpeg, crops) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "last_t_media, state, verdict, rolling_p_fake, frames_scored, thumbnail_jpeg, crops, crops_skipped) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "first_seen = MIN(first_seen, excluded.first_seen), last_seen = excluded.last_seen, "
                 "first_t_media = COALESCE(first_t_media, excluded.first_t_media), "
                 "last_t_media = COALESCE(excluded.last_t_media, last_t_media), state = excluded.state, "
                 "verdict = excluded.verdict, rolling_p_fake = excluded.rolling_p_fake, "
                 "frames_scored = excluded.frames_scored, crops = excluded.crops, "
+                "crops_skipped = excluded.crops_skipped, "
                 "thumbnail_jpeg = COALESCE(excluded.thumbnail_jpeg, thumbnail_jpeg)",
                 (
                     session_id,
@@ -252,6 +267,7 @@ class SqliteWriter:
                     face.frames_scored,
                     face.thumbnail_jpeg,
                     face.crops,
+                    face.crops_skipped,
                 ),
             )
 
@@ -340,6 +356,19 @@ class SqliteWriter:
         self.close()
 
 
+def _health_row(r: Sequence[Any]) -> HealthRow:
+    """A `streams` query row (stream, health columns from its fifth on) as the stream's health."""
+    return HealthRow(
+        r[1],
+        StreamState(r[4]),
+        *r[5:11],
+        frames_read=r[11],
+        frames_thinned=r[12],
+        crops_encoded=r[13],
+        crops_skipped=r[14],
+    )
+
+
 class SqliteReader:
     """The dashboard's side: a read-only connection; WAL lets it read while the detector writes."""
 
@@ -416,15 +445,14 @@ class SqliteReader:
     def streams(self, session_id: str) -> list[StreamRow]:
         rows = self._rows(
             "SELECT s.session_id, s.stream_id, s.source, s.kind, h.state, h.fps_in, h.fps_scored, h.frames_dropped, "
-            f"h.reconnects, h.last_error, h.t, {self._since(2, 'h.frames_read', '0')} "
+            f"h.reconnects, h.last_error, h.t, {self._since(2, 'h.frames_read', '0')}, "
+            f"{self._since(3, 'h.frames_thinned', '0')}, {self._since(3, 'h.crops_encoded', '0')}, "
+            f"{self._since(3, 'h.crops_skipped', '0')} "
             "FROM streams s LEFT JOIN health h ON h.session_id = s.session_id AND h.stream_id = s.stream_id "
             "WHERE s.session_id = ? ORDER BY s.stream_id",
             (session_id,),
         )
-        return [
-            StreamRow(*r[:4], None if r[4] is None else HealthRow(r[1], StreamState(r[4]), *r[5:11], frames_read=r[11]))
-            for r in rows
-        ]
+        return [StreamRow(*r[:4], None if r[4] is None else _health_row(r)) for r in rows]
 
     def _since(self, version: int, column: str, fallback: str) -> str:
         """`column`, or `fallback` in a store written before schema `version` added it (never migrated when
@@ -437,11 +465,11 @@ class SqliteReader:
         rows = self._rows(
             "SELECT stream_id, track_id, first_seen, last_seen, first_t_media, last_t_media, state, verdict, "
             "rolling_p_fake, frames_scored, thumbnail_jpeg, session_id, verdict_since, "
-            f"{self._since(2, 'crops', '0')} FROM faces "
+            f"{self._since(2, 'crops', '0')}, {self._since(3, 'crops_skipped', '0')} FROM faces "
             "WHERE session_id = ? AND (? IS NULL OR stream_id = ?) ORDER BY stream_id, track_id",
             (session_id, stream_id, stream_id),
         )
-        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:13], crops=r[13]) for r in rows]
+        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:13], crops=r[13], crops_skipped=r[14]) for r in rows]
 
     def scores(
         self,
@@ -484,11 +512,11 @@ class SqliteReader:
 
     def face_summaries(self, session_id: str) -> list[FaceSummary]:
         """Per face: media-time span it was seen (falling back to its scores' span), scores stored, final verdict,
-        mean and max p_fake over its scores, crops encoded (None in stores older than schema 2)."""
+        mean and max p_fake over its scores, crops encoded and skipped (None in stores older than schema 2 and 3)."""
         rows = self._rows(
             "SELECT f.stream_id, f.track_id, f.first_seen, f.last_seen, COALESCE(f.first_t_media, s.t0), "
             "COALESCE(f.last_t_media, s.t1), COALESCE(s.n, 0), f.verdict, s.mean_p, s.max_p, "
-            f"{self._since(2, 'f.crops', 'NULL')} FROM faces f "
+            f"{self._since(2, 'f.crops', 'NULL')}, {self._since(3, 'f.crops_skipped', 'NULL')} FROM faces f "
             "LEFT JOIN (SELECT stream_id, track_id, MIN(t_media) AS t0, MAX(t_media) AS t1, COUNT(*) AS n, "
             "AVG(p_fake) AS mean_p, MAX(p_fake) AS max_p FROM scores WHERE session_id = ? "
             "GROUP BY stream_id, track_id) s ON s.stream_id = f.stream_id AND s.track_id = f.track_id "

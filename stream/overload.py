@@ -1,0 +1,65 @@
+"""Graceful overload (DESIGN.md, "Identity and overload"): what the loop does when it cannot encode every live
+face's crop of every frame in real time.
+
+Each iteration of the loop is a round: the newest frame of every stream, its faces found and tracked, their crops
+encoded in one batch. When the encoder is the bottleneck the rounds grow longer than a frame and each live
+camera's frames are thinned evenly by the rounds themselves (the frames in between are not processed), every face
+of a frame still in one batch: an engine's cost per crop falls with the batch (on a 2-core CPU, ~10 ms a crop at
+batch 4 against 16-25 at batch 1), so fewer frames with all their faces score more than every frame with a face or
+two. A round may not last longer than `1 / pipeline.min_track_fps`, so detection and tracking keep running on
+enough frames of every camera to hold every id: the encoder gets what the round's other work leaves of that (or a
+fixed `pipeline.encode_budget_ms`), and when not every live crop fits, those that fit are chosen round-robin across
+every face of every stream: the faces with the fewest crops encoded first (each face joins at the current floor),
+then those that waited longest. The others are skipped for this frame: a skipped crop never enters its face's
+ring, so a window stays the last T crops scored for that face. While the encoder is contended no face gets `LEAD`
+crops ahead of the face furthest behind, even when the crops of this round would fit: otherwise a camera whose
+frames come when the encoder happens to be free would take more than its share.
+
+A live frame the loop did not process counts as thinned while the rounds kept its camera at or above the tracking
+rate, and as dropped past that (one frame for each tracking period missed).
+
+Files replayed as fast as possible are never thinned or skipped: they wait. A file paced as a live stream
+(`sources.realtime`) counts as live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+LEAD = 2  # while contended, a face is at most this many crops ahead of the face furthest behind ...
+CONTENTION_S = 1.0  # ... the encoder counts as contended this long after it last skipped a live crop ...
+ACTIVE_S = 0.5  # ... and the face furthest behind is among those seen this recently (a face missed for longer, or
+# new, joins at that floor instead of claiming a burst of crops)
+
+
+def crops_that_fit(budget_s: float | None, seconds_for: Callable[[int], float | None], most: int) -> int | None:
+    """How many of `most` crops one encode fits in `budget_s` (0 when it is spent already); None when nothing limits
+    them: no live crop, or no encode timed yet."""
+    if budget_s is None or seconds_for(1) is None:
+        return None
+    fit = 0
+    while fit < most and (seconds := seconds_for(fit + 1)) is not None and seconds <= budget_s:
+        fit += 1
+    return fit
+
+
+def round_robin(shares: Sequence[int], turns: Sequence[int], fit: int | None, floor: int, contended: bool) -> list[int]:
+    """Which of this round's live crops to encode: positions, in the order they were chosen.
+
+    `shares`: each face's crops encoded in the round-robin count (`Face.share`); `turns`: its place in the queue,
+    lower waited longer (`Face.turn`); `fit`: crops that fit in the budget (None: no limit); `floor`: the lowest
+    share among the faces seen recently. Every crop when all fit and the encoder is not contended; else the
+    faces with the lowest share first, then those that waited longest, at least one crop when any may go, and never
+    a face `LEAD` or more ahead of the floor."""
+    count = len(shares)
+    if fit is None or (fit >= count and not contended):
+        return list(range(count))
+    allowed = sorted((i for i in range(count) if shares[i] < floor + LEAD), key=lambda i: (shares[i], turns[i]))
+    return allowed if fit >= count else allowed[: max(1, fit)]
+
+
+def thinned_of(not_processed: int, span_s: float, min_track_fps: float) -> int:
+    """Of the `not_processed` frames between two processed frames of a live camera `span_s` apart, those thinned:
+    all of them while the span kept the tracking rate; past it, one frame per tracking period missed was dropped."""
+    missed = max(0, round(span_s * min_track_fps) - 1)
+    return max(0, not_processed - missed)
