@@ -27,7 +27,9 @@ from stream.store.records import (
     VerdictRow,
 )
 from stream.store.report import REPORT_SCHEMA, FaceReport, Report, StreamReport, build_report, overall_verdict
-from stream.store.sqlite import SCHEMA_SQL, SCHEMA_VERSION, SqliteReader, SqliteWriter
+from stream.store.schema import SCHEMA_SQL, SCHEMA_VERSION
+from stream.store.sqlite import SqliteWriter
+from stream.store.sqlite_reader import SqliteReader
 
 __all__ = [
     "REPORT_SCHEMA",
