@@ -156,6 +156,42 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    host: str = "127.0.0.1"  # where the HTTP service listens; anything but loopback needs a token
+    port: int | None = None  # None: no service; 0: a free port
+    token: str | None = None  # bearer token the API and WHIP require (never stored or logged)
+    webhooks: tuple[str, ...] = ()  # URLs that get a JSON POST for each FAKE alert and stream lost/recovered
+    webhook_timeout_s: float = 5.0  # one POST gives up after this long ...
+    webhook_retries: int = 3  # ... and is retried this many times with growing backoff
+    webhook_queue: int = 256  # events waiting for delivery; past this the oldest are dropped (and counted)
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs for WHIP peers (none: local interfaces only)
+    upload_max_mb: float = 500.0  # the largest video an upload may send
+    upload_dir: Path | None = None  # where uploads are kept; None: an uploads/ folder beside store.db
+
+    def __post_init__(self) -> None:
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535 or null, got {self.port}")
+        if not self.host:
+            raise ValueError("host must be an address, got an empty string")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("token must not be empty (null: no token)")
+        if not self.webhook_timeout_s > 0:
+            raise ValueError(f"webhook_timeout_s must be positive, got {self.webhook_timeout_s}")
+        if self.webhook_retries < 0:
+            raise ValueError(f"webhook_retries must be 0 or more, got {self.webhook_retries}")
+        if self.webhook_queue < 1:
+            raise ValueError(f"webhook_queue must be at least 1, got {self.webhook_queue}")
+        if not self.upload_max_mb > 0:
+            raise ValueError(f"upload_max_mb must be positive, got {self.upload_max_mb}")
+        for url in self.webhooks:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhooks must be http:// or https:// URLs, got {url!r}")
+
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True)
 class Settings:
     """One field per YAML section, in configs/default.yaml's order."""
 
@@ -167,6 +203,7 @@ class Settings:
     sources: SourceOptions = field(default_factory=SourceOptions)
     store: StoreSettings = field(default_factory=StoreSettings)
     clips: ClipSettings = field(default_factory=ClipSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
 
 
 # Fields of a section's dataclass that are not configuration (set by the program, not by YAML or flags).
@@ -231,6 +268,8 @@ def _shown(value: Any) -> str:
 
 
 _EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path (string)"}
+# Keys whose value is a secret: kept out of the config saved with a session.
+SECRET_KEYS = frozenset({"service.token"})
 
 
 def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
@@ -244,6 +283,10 @@ def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
         hint = members[0]
     if value is None and optional:
         return None
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{origin}: {dotted} must be a list of strings, got {_shown(value)}")
+        return tuple(value)
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:
@@ -347,9 +390,16 @@ def settings_as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     for section, keys in _KEYS.items():
         values = getattr(settings, section)
-        result[section] = {key: _plain(getattr(values, key)) for key in keys}
+        result[section] = {
+            key: "<set>"
+            if f"{section}.{key}" in SECRET_KEYS and getattr(values, key) is not None
+            else _plain(getattr(values, key))
+            for key in keys
+        }
     return result
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
     return str(value) if isinstance(value, Path) else value
