@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Both MediaPipe face models, taken out of one download of the pinned wheel and hash-checked.
 FACE_MODELS := weights/face_detection_full_range_sparse.tflite weights/face_detection_short_range.tflite
 DURATION ?=
-RUN_ARGS ?= demo --dashboard
+RUN_ARGS ?= demo --dashboard --serve 0
 
 .PHONY: setup run test bench lint clean
 
@@ -35,6 +35,7 @@ bench: setup
 	$(PY) bench/pipeline.py
 	$(PY) bench/live.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/store.py
 	$(PY) bench/faces.py --row whole_frame=faces.mode:full_frame
 
 lint: setup

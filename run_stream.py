@@ -3,6 +3,7 @@
 `python run_stream.py SOURCE [SOURCE ...]` where SOURCE is `demo`, a webcam (`0`, `/dev/video0`), `rtsp://…`,
 `screen[:X,Y,W,H]` or a video file. Every default lives in configs/default.yaml; flags override it.
 `python run_stream.py --dashboard-only --db STORE` serves the dashboard alone, on 127.0.0.1.
+`--serve [HOST:]PORT` also runs the HTTP service (control API, uploads, WHIP); with no SOURCE it serves until stopped.
 
 Only the standard library is imported before the arguments are parsed, so `--help` and usage mistakes answer at
 once; the model, MediaPipe and the store come in after, inside `main()`.
@@ -18,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepfake_stream")
 EXIT_INTERRUPTED = 130  # the shell's convention for a run ended by Ctrl-C (128 + SIGINT)
+TOKEN_ENV = "DEEPFAKE_STREAM_TOKEN"  # the service's bearer token, when --token is not given
 
 
 class UsageError(Exception):
@@ -59,6 +62,21 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def webhook_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host, got {text!r}")
+    return text
+
+
+def serve_address(text: str) -> tuple[str | None, int]:
+    """`PORT` or `HOST:PORT` (`[::1]:PORT` for IPv6); port 0 picks a free one."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be [HOST:]PORT with a port 0..65535 (0: a free one), got {text!r}")
+    return host.strip("[]") or None, int(port)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage mistakes get one line on stderr, not argparse's usage block."""
 
@@ -73,6 +91,7 @@ FLAG_KEYS = {
     "window": "model.window",
     "stride": "model.stride",
     "window_mode": "model.window_mode",
+    "threshold": "verdicts.threshold",
     "device": "model.device",
     "cpu_engine": "model.cpu_engine",
     "db": "store.db",
@@ -93,24 +112,63 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=window_length, help=f"frames per window, {MIN_WINDOW}..{MAX_WINDOW}")
     parser.add_argument("--stride", type=positive_int, help="score each face every N scored crops")
     parser.add_argument("--window-mode", choices=["mean", "last"])
+    parser.add_argument(
+        "--threshold", type=float, help="verdict threshold in (0, 1) (default: the checkpoint's calibrated one, or 0.5)"
+    )
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "onnxruntime-int8", "torch"])
-    parser.add_argument("--db", type=Path, help="the score store (SQLite)")
+    parser.add_argument(
+        "--cpu-engine",
+        choices=["auto", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch"],
+        help="auto: the fastest engine that passes the parity gate on this CPU (measured once, cached)",
+    )
+    parser.add_argument(
+        "--db",
+        help="the score store: a SQLite file or postgresql://user@host:port/dbname (password: PGPASSWORD, ~/.pgpass)",
+    )
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
     parser.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
     parser.add_argument("--report", type=Path, help="write the run's report (JSON, schema in README) to this file")
-    parser.add_argument("--dashboard", action="store_true", help="also serve the dashboard on 127.0.0.1")
+    parser.add_argument("--dashboard", action="store_true", help="also serve the dashboard (on --dashboard-address)")
     parser.add_argument(
-        "--dashboard-only", action="store_true", help="serve only the dashboard over --db, on 127.0.0.1, until Ctrl-C"
+        "--dashboard-only", action="store_true", help="serve only the dashboard over --db, until Ctrl-C"
+    )
+    parser.add_argument(
+        "--dashboard-address",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="where the dashboard listens (default 127.0.0.1; any other address needs "
+        "$DEEPFAKE_STREAM_DASHBOARD_PASSWORD)",
     )
     parser.add_argument("--model-info", action="store_true", help="print what the model layer resolved and exit")
+    parser.add_argument(
+        "--serve",
+        type=serve_address,
+        metavar="[HOST:]PORT",
+        help="run the HTTP service (control API, uploads, WHIP) on HOST (default 127.0.0.1):PORT (0: a free port)",
+    )
+    parser.add_argument("--token", help=f"bearer token the service requires (default: ${TOKEN_ENV})")
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        type=webhook_url,
+        metavar="URL",
+        help="POST a JSON event here for each FAKE alert and stream lost/recovered (repeatable; adds to the config's)",
+    )
     args = parser.parse_args(argv)
     if args.dashboard_only and args.sources:
         parser.error("--dashboard-only serves a store: give no SOURCE")
-    if not args.sources and not (args.model_info or args.dashboard_only):
-        parser.error("give at least one SOURCE (try: demo)")
+    if not args.sources and not (args.model_info or args.dashboard_only or args.serve):
+        parser.error("give at least one SOURCE (try: demo), or --serve PORT")
+    if args.serve and (args.dashboard_only or args.model_info):
+        parser.error("--serve runs the detector: not with --dashboard-only or --model-info")
     if args.report is not None:
         check_writable(args.report)
+    if args.dashboard or args.dashboard_only:
+        from dashboard.access import address_problem  # the standard library only
+
+        problem = address_problem(args.dashboard_address, os.environ)
+        if problem:
+            raise_usage(problem)
     return args
 
 
@@ -131,9 +189,21 @@ def raise_usage(message: str) -> None:
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
     """The config file, then the flags over the same keys."""
-    from stream.config import DEFAULT_CONFIG, load_settings
+    from stream.config import DEFAULT_CONFIG, load_settings, with_overrides
 
-    return load_settings(args.config or DEFAULT_CONFIG, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
+    flags = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()} | serve_keys(args)
+    settings = load_settings(args.config or DEFAULT_CONFIG, flags)
+    if args.webhook:  # added to the config's webhooks, not instead of them
+        settings = with_overrides(settings, {"service.webhooks": [*settings.service.webhooks, *args.webhook]})
+    return settings
+
+
+def serve_keys(args: argparse.Namespace) -> dict[str, object]:
+    """`--serve` and `--token` (else $DEEPFAKE_STREAM_TOKEN) as the service's config keys."""
+    keys: dict[str, object] = {"service.token": args.token or os.environ.get(TOKEN_ENV) or None}
+    if args.serve is not None:
+        keys["service.host"], keys["service.port"] = args.serve
+    return keys
 
 
 def print_report(report: Report) -> None:
@@ -220,13 +290,17 @@ def interrupted_files(detector: Detector) -> list[str]:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.launch import start_dashboard
     from stream.detector import Detector
+    from stream.service import Service, check_bind, default_extensions
     from stream.store import build_report, open_reader
 
+    serving = settings.service.port is not None
+    if serving:
+        check_bind(settings.service)  # before the model loads
     specs, failed = parse_sources(args.sources)
-    if not specs:
+    if args.sources and not specs:
         return 1
     detector = Detector(settings, sources=[s.display for s in specs])
-    dashboard = None
+    dashboard = service = None
     interrupted = threading.Event()
     stopped_files: list[str] = []
     try:
@@ -234,7 +308,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             log.warning("%s: every verdict will be UNSURE", UNCALIBRATED_WARNING)
         log.info("model: %s on %s (%s)", detector.loaded.describe(), detector.engine.device, detector.engine.name)
         failed += open_sources(detector, specs)
-        if not detector.sources:
+        if args.sources and not detector.sources:
             return 1
 
         def on_signal(*_: object) -> None:
@@ -243,17 +317,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
-        dashboard = start_dashboard(settings.store.db) if args.dashboard else None
+        dashboard = (
+            start_dashboard(settings.store.db, host=args.dashboard_address, token=settings.service.token)
+            if args.dashboard
+            else None
+        )
         if dashboard:
             print(f"dashboard: {dashboard.url}", flush=True)
+        if serving:
+            service = Service(detector, settings.service, default_extensions(detector, settings.service))
+            print(f"service: {service.start()}", flush=True)
         log.info("session %s writing to %s; Ctrl-C stops", detector.session_id, settings.store.db)
-        detector.run(args.duration)
+        detector.run(args.duration, serve=serving)
         stopped_files = interrupted_files(detector) if interrupted.is_set() else []
+        if service:
+            service.stop()
         detector.close()
         if dashboard and not interrupted.is_set() and args.duration is None:
             log.info("the detector is done; the dashboard stays at %s until Ctrl-C", dashboard.url)
             interrupted.wait()
     finally:
+        if service:
+            service.stop()
         detector.close()
         if dashboard:
             dashboard.stop()
@@ -272,14 +357,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
-def dashboard_only(settings: Settings) -> int:
-    """Serve the dashboard over the store with the safe flags (127.0.0.1, no usage statistics) until a signal."""
+def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
+    """Serve the dashboard over the store with the safe flags (127.0.0.1 unless told, no usage statistics) until a
+    signal; the service token (`--token` or $DEEPFAKE_STREAM_TOKEN) goes to it through its environment."""
     from dashboard.launch import start_dashboard
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with start_dashboard(settings.store.db) as dashboard:
+    with start_dashboard(settings.store.db, host=address, token=settings.service.token) as dashboard:
         print(f"dashboard: {dashboard.url}", flush=True)
         log.info("serving the store %s; Ctrl-C stops", settings.store.db)
         stop.wait()
@@ -292,13 +378,17 @@ def model_info(settings: Settings) -> int:
     from model.weights import resolve_weights
     from stream.demo import astronaut_face_crops
     from stream.detector import cpu_calibration
+    from stream.scores import threshold_line, with_checkpoint
 
     loaded = resolve_weights(settings.model.weights)
     engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine, None, cpu_calibration(settings))
     for line in summarise(loaded, engine, astronaut_face_crops()).lines():
         print(line)
+    print(threshold_line(with_checkpoint(settings.verdicts, loaded.threshold)))
+    if getattr(engine, "choice", ""):
+        print(f"engine choice: {engine.choice}")
     if getattr(engine, "gate_result", ""):
-        print(f"int8 parity gate: {engine.gate_result}")
+        print(f"parity gate: {engine.gate_result}")
     return 0
 
 
@@ -315,13 +405,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from model.weights import CheckpointError
         from stream.config import ConfigError
         from stream.face_model import FaceModelError
+        from stream.service import ServiceError
         from stream.store import StoreError
 
-        user_errors = (ConfigError, CheckpointError, EngineError, StoreError, FaceModelError, DashboardError)
+        user_errors = (
+            ConfigError,
+            CheckpointError,
+            EngineError,
+            StoreError,
+            FaceModelError,
+            DashboardError,
+            ServiceError,
+        )
         try:
             settings = resolve_settings(args)
             if args.dashboard_only:
-                return dashboard_only(settings)
+                return dashboard_only(settings, args.dashboard_address)
             return model_info(settings) if args.model_info else run(args, settings)
         except user_errors as error:
             print(f"error: {error}", file=sys.stderr)

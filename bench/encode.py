@@ -2,7 +2,9 @@
 engine's parity figures against the PyTorch fp32 reference.
 
 On the CPU: torch eager fp32 (the reference) and bf16 (autocast, channels_last), ONNX Runtime fp32 and int8
-(static QDQ quantisation of the backbone's convolutions, calibrated on face crops from tests/crop_sets.py).
+(static QDQ quantisation of the backbone's convolutions, calibrated on face crops from tests/crop_sets.py), and
+OpenVINO fp32 and int8 over the same two graphs. `--busy` keeps one core busy with another program throughout
+(run it with and without to see how each engine degrades under contention).
 Parity is measured as the gate (model/parity.py) measures it: a checkpoint whose head responds to its input
 (tests/crop_sets.responsive_seed_model), held-back crops the calibration never saw, windows of `--window`.
 The limits: dense 2048² matmul throughput, fp32 (torch and ONNX Runtime, the better one), int8 (ONNX Runtime
@@ -19,7 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,27 +43,12 @@ from bench.common import (
     print_table,
     rate,
 )
-from model.engine import OnnxEngine, OnnxInt8Engine, TorchEngine
+from model.cpu import cpu_description
+from model.engine import OnnxEngine, OnnxInt8Engine, TorchEngine, export_onnx
+from model.openvino_engine import OpenVinoEngine, openvino_version
 from model.parity import FEATURE_COSINE_MIN, P_FAKE_DELTA_MAX, check_parity
 from model.weights import random_model
 from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model
-
-
-def cpu_model() -> str:
-    """The CPU's name from /proc/cpuinfo, its int8/bf16 features, and the logical CPUs this process may use."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    features = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8") if f in flags]
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name} ({', '.join(features) or 'no AVX2'}), {usable} logical CPUs"
 
 
 def onnxruntime_int8_gops(size: int = 2048, seconds: float = 2.0) -> float:
@@ -87,31 +74,73 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
-def run_cuda(device: torch.device, batches: list[int], seconds: float) -> None:
+def run_cuda(device: torch.device, batches: list[int], seconds: float, window: int) -> None:
     reference_network = random_model().network
     flop_per_crop = backbone_flop_per_crop(reference_network)
-    gflops = matmul_gflops(device)
-    roofline = gflops * 1e9 / flop_per_crop
+    limits = {"fp32": matmul_gflops(device), "bf16": matmul_gflops(device, torch.bfloat16)}
+    limits["fp16"] = matmul_gflops(device, torch.float16)
+    limit_crops = {kind: value * 1e9 / flop_per_crop for kind, value in limits.items()}
     print(f"machine: {describe_machine(device)}")
-    print(f"fp32 matmul 2048²: {gflops:.0f} GFLOP/s; backbone {flop_per_crop / 1e9:.3f} GFLOP/crop -> {roofline:.0f}")
-    engines = [
-        TorchEngine(random_model().network, device, precision="fp32"),
-        TorchEngine(random_model().network, device),
-    ]
-    rows = []
+    print(
+        "matmul 2048²: "
+        + ", ".join(f"{kind} {value:.0f} GFLOP/s" for kind, value in limits.items())
+        + f"; backbone {flop_per_crop / 1e9:.3f} GFLOP/crop -> limits "
+        + ", ".join(f"{kind} {value:.0f}" for kind, value in limit_crops.items())
+        + " crops/s"
+    )
+    loaded = responsive_seed_model()  # parity needs a head that responds
+    engines = {
+        precision: TorchEngine(copy.deepcopy(loaded.network), device, precision=precision)
+        for precision in ("fp32", "bf16", "fp16")
+    }
+    held_back = held_back_crops(24)
+    parity = {
+        precision: check_parity(engines["fp32"], engine, held_back, loaded.preprocessing, window)
+        for precision, engine in engines.items()
+    }
     generator = torch.Generator().manual_seed(0)
+    rows = []
     for batch_size in batches:
         batch = torch.randn(batch_size, 3, 112, 112, generator=generator)
-        expected = engines[0].encode(batch).logits
-        for engine in engines:
-            difference = float((engine.encode(batch).logits - expected).abs().max())
-            crops_per_s = rate(lambda e=engine, b=batch: e.encode(b), batch_size, seconds)
-            rows.append([engine.name, batch_size, crops_per_s, crops_per_s / roofline, f"{difference:.1e}"])
-    print_table(["engine", "batch", "crops/s", "of limit", "max |diff| vs " + engines[0].name], rows)
+        rates = {p: rate(lambda e=e, b=batch: e.encode(b), batch_size, seconds) for p, e in engines.items()}
+        for precision, crops_per_s in rates.items():
+            result = parity[precision]
+            rows.append(
+                [
+                    engines[precision].name,
+                    batch_size,
+                    crops_per_s,
+                    f"{crops_per_s / rates['fp32']:.2f}x",
+                    f"{crops_per_s / limit_crops[precision]:.2f} {precision}",
+                    f"{result.feature_cosine_min:.5f}",
+                    f"{result.p_fake_delta_max:.4f}",
+                    "pass" if result.passed else "FAIL",
+                ]
+            )
+    print_table(["engine", "batch", "crops/s", "vs fp32", "of limit", "cos min", "max |dp|", "gate"], rows)
+    print(f"parity vs {engines['fp32'].name} on {len(held_back)} held-back crops, windows of {window}")
 
 
-def run_cpu(batches: list[int], seconds: float, rounds: int, window: int) -> None:
-    print(f"machine: {cpu_model()}; {describe_machine(torch.device('cpu'))}")
+def busy_core() -> subprocess.Popen:
+    """Another program keeping one core busy (a user's machine runs other things): numpy in a loop."""
+    code = "import numpy as np\na = np.random.rand(512, 512)\nwhile True: a @ a"
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def run_cpu(batches: list[int], seconds: float, rounds: int, window: int, busy: bool) -> None:
+    print(f"machine: {cpu_description()}; {describe_machine(torch.device('cpu'))}")
+    print(f"openvino {openvino_version() or 'not installed'}")
+    burner = busy_core() if busy else None
+    try:
+        measure_cpu(batches, seconds, rounds, window)
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    print("another program kept one core busy the whole time" if busy else "no other program was started")
+
+
+def measure_cpu(batches: list[int], seconds: float, rounds: int, window: int) -> None:
     print(f"load average at start: {load_average()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     flop_per_crop = backbone_flop_per_crop(random_model().network)
     fp32 = max(matmul_gflops(torch.device("cpu")), onnxruntime_matmul_gflops())
@@ -137,6 +166,10 @@ def run_cpu(batches: list[int], seconds: float, rounds: int, window: int) -> Non
             "onnxruntime-cpu": (OnnxEngine(loaded, cache), "fp32"),
             "onnxruntime-int8": (OnnxInt8Engine(loaded, cache, calibration_crops=calibration_crops()), "int8"),
         }
+        if openvino_version():
+            int8_graph = engines["onnxruntime-int8"][0].graph_path
+            engines["openvino"] = (OpenVinoEngine(loaded, export_onnx(loaded, cache, 112), "fp32"), "fp32")
+            engines["openvino-int8"] = (OpenVinoEngine(loaded, int8_graph, "int8"), "int8")
         held_back = held_back_crops(24)
         parity = {
             name: check_parity(reference, engine, held_back, loaded.preprocessing, window)
@@ -187,15 +220,18 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,8,32")
     parser.add_argument("--window", type=int, default=8, help="window length for the parity figures")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--busy", action="store_true", help="CPU: keep one core busy with another program throughout")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="CUDA: let cuDNN time its kernels per shape")
     args = parser.parse_args()
     device = torch.device(
         "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     )
     batches = [int(b) for b in args.batches.split(",")]
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if device.type == "cuda":
-        run_cuda(device, batches, args.seconds)
+        run_cuda(device, batches, args.seconds, args.window)
     else:
-        run_cpu(batches, args.seconds, args.rounds, args.window)
+        run_cpu(batches, args.seconds, args.rounds, args.window, args.busy)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from model.network import FrameOutputs, WindowMode
 from model.weights import random_model
 from stream.config import Settings, with_overrides
 from stream.demo import background, head_patch, paste
-from stream.detector import Detector
+from stream.detector import Detector, cpu_calibration
 
 STAGES = ("decode", "detect", "track", "preprocess", "encode", "score", "store", "latency")
 
@@ -49,8 +49,13 @@ class RecomputeEngine:
 
 
 def make_video(path: Path, faces: int, frames: int) -> Path:
-    heads = [head_patch(flip=bool(i % 2), scale=0.7) for i in range(faces)]
-    slots = [(40, 30), (360, 30), (40, 250), (360, 250)][:faces]
+    """640x480 at 30 fps with `faces` heads moving back and forth: up to 4 in quarters, up to 8 in a 4x2 grid."""
+    if faces <= 4:
+        heads = [head_patch(flip=bool(i % 2), scale=0.7) for i in range(faces)]
+        slots = [(40, 30), (360, 30), (40, 250), (360, 250)][:faces]
+    else:
+        heads = [head_patch(flip=bool(i % 2), scale=0.45) for i in range(faces)]
+        slots = [(10 + 160 * (i % 4), 40 + 220 * (i // 4)) for i in range(faces)]
     base = background(640, 480)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=30)
@@ -92,7 +97,7 @@ def main() -> None:
     loaded = random_model()
     with tempfile.TemporaryDirectory() as folder:
         folder_path = Path(folder)
-        engine = build_engine(loaded, "auto", "auto", folder_path / "cache")
+        engine = build_engine(loaded, "auto", "auto", folder_path / "cache", cpu_calibration(Settings()))
         print(f"engine {engine.name}, window {args.window}, 640x480 30 fps, libx264")
         rows = []
         for faces in (int(f) for f in args.faces.split(",")):

@@ -4,14 +4,16 @@ Cached (ours): encode the one new crop, score the window from the T cached outpu
 Recompute (the original app): run all T crops through the network for every verdict. Measured two ways in
 the same run with the same weights: through the same engine as ours (isolates caching), and with the
 original's own PyTorch forward (what the original app ran).
-Run: `.venv/bin/python bench/window.py [--windows 10,20,40,100] [--repeats 5]`.
+On the CPU each engine of `--cpu-engines` gets its rows (the batch-1 efficiency study: a window step encodes one
+crop, so the ratio against the same engine recomputing T crops is T only when batch 1 costs no more per crop than
+batch T; the target is 0.9·T).
+Run: `.venv/bin/python bench/window.py [--windows 10,20,40,100] [--repeats 5] [--cpu-engines auto,onnxruntime]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,9 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import describe_machine, median_seconds, print_table
-from model.engine import build_engine
+from model.cpu import cpu_description
+from model.engine import Engine, build_engine
 from model.network import FrameOutputs
 from model.weights import random_model
+from stream.config import Settings, with_overrides
+from stream.detector import cpu_calibration
 
 
 def main() -> None:
@@ -29,21 +34,27 @@ def main() -> None:
     parser.add_argument("--windows", default="10,20,40,100")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--cpu-engines", default="auto,onnxruntime", help="CPU engines, each with its own rows")
     args = parser.parse_args()
 
     loaded = random_model()
-    with tempfile.TemporaryDirectory() as cache_dir:
-        engine = build_engine(loaded, args.device, "auto", Path(cache_dir))
-        network = loaded.network
+    network = loaded.network
+    rows = []
+    for name in args.cpu_engines.split(","):
+        settings = with_overrides(Settings(), {"model.cpu_engine": name}, "bench")
+        engine = build_engine(loaded, args.device, name, None, cpu_calibration(settings))
         print(f"machine: {describe_machine(engine.device)}; engine {engine.name}; mode mean")
-        rows = []
+        if engine.device.type == "cpu":
+            print(f"cpu: {cpu_description()}")
         generator = torch.Generator().manual_seed(0)
         for window in [int(w) for w in args.windows.split(",")]:
             crops = torch.randn(window, 3, 112, 112, generator=generator)
             cached = engine.encode(crops)
             new_crop = crops[-1:]
 
-            def cached_step(cached: FrameOutputs = cached, new_crop: torch.Tensor = new_crop) -> None:
+            def cached_step(
+                cached: FrameOutputs = cached, new_crop: torch.Tensor = new_crop, engine: Engine = engine
+            ) -> None:
                 newest = engine.encode(new_crop)
                 ring = FrameOutputs(
                     features=torch.cat([cached.features[1:], newest.features]).unsqueeze(0),
@@ -51,11 +62,11 @@ def main() -> None:
                 )
                 engine.score(ring, "mean")
 
-            def recompute_same_engine(crops: torch.Tensor = crops) -> None:
+            def recompute_same_engine(crops: torch.Tensor = crops, engine: Engine = engine) -> None:
                 outputs = engine.encode(crops)
                 engine.score(FrameOutputs(outputs.features.unsqueeze(0), outputs.logits.unsqueeze(0)), "mean")
 
-            def recompute_original(crops: torch.Tensor = crops) -> None:
+            def recompute_original(crops: torch.Tensor = crops, engine: Engine = engine) -> None:
                 with torch.inference_mode():
                     torch.softmax(network(crops.to(engine.device).unsqueeze(0), "mean"), dim=1)
                 if engine.device.type == "cuda":
@@ -66,6 +77,7 @@ def main() -> None:
             original = median_seconds(recompute_original, args.repeats)
             rows.append(
                 [
+                    engine.name,
                     window,
                     f"{ours * 1e3:.1f}",
                     f"{same * 1e3:.1f}",
@@ -77,6 +89,7 @@ def main() -> None:
             )
     print_table(
         [
+            "engine",
             "T",
             "cached ms",
             "recompute ms (same engine)",

@@ -6,6 +6,11 @@ It never loads the model, never opens a source and never waits on the detector: 
 store (DESIGN.md). The live parts (frames and health, faces, alerts) are fragments that rerun on their own
 about twice a second while the run is live; a small watcher reruns the whole page when a store or a new run
 appears or the run's state changes. Rendering lives in `dashboard/views.py`, queries in `dashboard/data.py`.
+
+The control room's pages (analyse a video, cameras, this computer's camera) send commands to a running detector's
+HTTP service, found through the store's session rows (`dashboard/detectors.py`, `dashboard/control.py`); with no
+service running they say why. Off loopback, or with a password set, nothing is shown before the password
+(`dashboard/gate.py`).
 """
 
 from __future__ import annotations
@@ -24,13 +29,21 @@ if _REPOSITORY not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import data, views  # noqa: E402
+from dashboard import cameras_view, control, data, detectors, gate, upload_view, views  # noqa: E402
 from stream.store import ScoreReader, SessionRow, StoreError, StreamRow  # noqa: E402
 
 STREAMS_REFRESH_S = 0.5  # the latest annotated frame and health: about twice a second
 FACES_REFRESH_S = 1.0  # face cards (with charts) and alerts
 WATCH_S = 1.0  # how often the page looks for a new store, a new run or a change of the run's state
 ALL_STREAMS = ""
+WATCH = "watch"
+PAGES = {
+    WATCH: "Watch a run",
+    "analyse": "Analyse a video",
+    "cameras": "Cameras",
+    "camera": "This computer's camera",
+}
+PAGE_KEY = "page"
 
 
 def guarded(db: Path, draw: Callable[[ScoreReader | None], None]) -> None:
@@ -78,7 +91,6 @@ def sidebar(
         return data.session_label(by_id[session_id], now) if session_id in by_id else session_id
 
     with st.sidebar:
-        st.header("deepfake-stream")
         choice = st.selectbox("Session", [data.LATEST, *by_id], format_func=session_name, key="session")
         session = by_id.get(choice, sessions[0])
         streams = reader.streams(session.session_id)
@@ -141,9 +153,59 @@ def page(db: Path, reader: ScoreReader | None) -> None:
     views.summaries_section(reader, session)
 
 
+def pick_page() -> str:
+    """The sidebar's page choice; `?page=analyse` (say) opens a page directly, and the address follows the choice."""
+    requested = st.query_params.get(PAGE_KEY)
+    if PAGE_KEY not in st.session_state and requested in PAGES:
+        st.session_state[PAGE_KEY] = requested
+    chosen = str(st.radio("Page", list(PAGES), format_func=PAGES.get, key=PAGE_KEY, label_visibility="collapsed"))
+    if requested != chosen:
+        st.query_params[PAGE_KEY] = chosen
+    return chosen
+
+
+def pick_detector(db: Path, reader: ScoreReader | None) -> detectors.Target:
+    """The newest running detector with a service; a picker in the sidebar when there are several."""
+    token = control.token_from(os.environ)
+    found = detectors.find_detectors(reader, db, lambda url: control.Control(url, token).alive())
+    if not found.running:
+        return detectors.Target(None, None, found.reason)
+    chosen = found.running[0]
+    if len(found.running) > 1:
+        by_url = {d.url: d for d in found.running}
+        with st.sidebar:
+            url = st.selectbox(
+                "Detector",
+                list(by_url),
+                format_func=lambda u: detectors.label(by_url[u]),
+                key="detector",
+                help="Several detectors are running on this store: the commands on this page go to this one.",
+            )
+        chosen = by_url.get(str(url), chosen)
+    return detectors.Target(chosen, control.Control(chosen.url, token), None)
+
+
+def control_page(name: str, db: Path, reader: ScoreReader | None) -> None:
+    target = pick_detector(db, reader)
+    if name == "analyse":
+        upload_view.page(db, reader, target)
+    elif name == "cameras":
+        cameras_view.cameras_page(db, target)
+    else:
+        cameras_view.camera_page(db, target)
+
+
 def main() -> None:
     st.set_page_config(page_title="deepfake-stream", layout="wide")
+    if not gate.admitted():
+        return
     db = data.db_path(sys.argv[1:], os.environ)
+    with st.sidebar:
+        st.header("deepfake-stream")
+        chosen = pick_page()
+    if chosen != WATCH:
+        guarded(db, lambda reader: control_page(chosen, db, reader))
+        return
     # Taken before drawing, so a change while the page is drawn is seen at the watcher's next look.
     choice = str(st.session_state.get("session", data.LATEST))
     seen = data.fingerprint(db, choice)

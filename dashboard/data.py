@@ -23,9 +23,11 @@ from stream.store import (
     ScoreReader,
     SessionRow,
     StoreError,
+    StoreTarget,
     StreamRow,
     build_report,
     open_reader,
+    parse_store_target,
 )
 
 DB_ENV = "DEEPFAKE_STREAM_DB"
@@ -44,23 +46,27 @@ TIME_RANGES: dict[str, float | None] = {
 }
 
 
-def db_path(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
-    """The store to read: `-- --db PATH` after the script, else $DEEPFAKE_STREAM_DB, else runs/deepfake.db.
+def db_path(argv: Sequence[str], environ: Mapping[str, str]) -> StoreTarget:
+    """The store to read: `-- --db PATH|URL` after the script, else $DEEPFAKE_STREAM_DB, else runs/deepfake.db.
+    A `postgresql://` URL is a PostgreSQL store (read as a URL before any path handling); StoreError if unusable.
 
     Unknown arguments are ignored: under `AppTest` the script sees pytest's own command line.
     """
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--db", type=Path)
+    parser.add_argument("--db")
     known, _ = parser.parse_known_args(list(argv))
-    if known.db is not None:
-        return known.db
-    return Path(environ[DB_ENV]) if environ.get(DB_ENV) else DEFAULT_DB
+    value = known.db if known.db is not None else environ.get(DB_ENV) or DEFAULT_DB
+    try:
+        return parse_store_target(value)
+    except ValueError as error:
+        raise StoreError(str(error)) from None
 
 
 @contextlib.contextmanager
-def open_store(path: Path) -> Iterator[ScoreReader | None]:
-    """A reader for this page run, or None while the file does not exist; `StoreError` when it cannot be read."""
-    if not path.is_file():
+def open_store(path: StoreTarget) -> Iterator[ScoreReader | None]:
+    """A reader for this page run, or None while a SQLite file does not exist; `StoreError` when it cannot be read
+    (a PostgreSQL database no detector has written to yet reads as a store without sessions)."""
+    if isinstance(path, Path) and not path.is_file():
         yield None
         return
     reader = open_reader(path)
@@ -144,8 +150,8 @@ def since_t(session: SessionRow, range_s: float | None) -> float | None:
 
 
 def uses_media_time(stream: StreamRow | None) -> bool:
-    """Files are analysed in media time (seconds into the file); live sources in wall time."""
-    return stream is not None and stream.kind == "file"
+    """Files and uploads are analysed in media time (seconds into the file); live sources in wall time."""
+    return stream is not None and stream.kind in ("file", "upload")
 
 
 def _utc_offset_s() -> float:

@@ -2,11 +2,14 @@
 
 `run_stream.py SOURCE --dashboard` uses this to run the dashboard beside the detector, `--dashboard-only` to serve
 it alone over a store; the browser test uses it too. The dashboard listens on 127.0.0.1 unless told otherwise, on a
-free port when none is given, and makes no connection of its own beyond the machine (`command()`).
+free port when none is given, and makes no connection of its own beyond the machine (`command()`). On any other
+address it needs `DEEPFAKE_STREAM_DASHBOARD_PASSWORD` in the environment (dashboard/access.py). The detector
+service's token reaches it through its environment (`DEEPFAKE_STREAM_TOKEN`), never its argv.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +19,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
+
+from dashboard.access import TOKEN_ENV, address_problem
+from stream.store import StoreTarget, parse_store_target
 
 APP = Path(__file__).resolve().with_name("app.py")
 _POLL_S = 0.1
@@ -86,7 +92,7 @@ _STREAMLIT_OFFLINE = (
 )
 
 
-def command(db: Path, host: str, port: int) -> list[str]:
+def command(db: StoreTarget, host: str, port: int) -> list[str]:
     """`streamlit run dashboard/app.py` with nothing that leaves the machine unasked.
 
     - `server.address` set to one address (not 0.0.0.0 or ::): listen there only, and print that one URL
@@ -134,20 +140,33 @@ def _tail(text: str, lines: int = 5) -> str:
 
 
 def start_dashboard(
-    db: Path, port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 60.0
+    db: StoreTarget | str,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    timeout_s: float = 60.0,
+    token: str | None = None,
 ) -> DashboardProcess:
     """Start the dashboard over the store at `db` and wait until it answers HTTP; `DashboardError` if it cannot.
 
     `port=None` picks a free port. The store need not exist yet: the page says how to start the detector and
-    shows the data once it appears.
+    shows the data once it appears. `token`: the detector service's, handed over in the child's environment.
+    A `host` other than loopback is refused unless the password is set in the environment.
     """
-    db = Path(db).resolve()
+    problem = address_problem(host, os.environ)
+    if problem is not None:
+        raise DashboardError(problem)
+    env = dict(os.environ)
+    if token:
+        env[TOKEN_ENV] = token
+    db = parse_store_target(db)  # a postgresql:// URL stays a URL (its password, never in it, comes from libpq)
+    if isinstance(db, Path):
+        db = db.resolve()
     chosen = free_port(host) if port is None else port
     display_host = f"[{host}]" if ":" in host else host
     url = f"http://{display_host}:{chosen}"
     log = tempfile.TemporaryFile()  # noqa: SIM115 (the DashboardProcess owns it and closes it in stop())
     try:
-        process = subprocess.Popen(command(db, host, chosen), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        process = subprocess.Popen(command(db, host, chosen), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     except OSError as error:
         log.close()
         raise DashboardError(f"cannot start the dashboard ({sys.executable} -m streamlit): {error}") from None

@@ -18,7 +18,14 @@ from stream.store import UNCALIBRATED_WARNING, AlertRow, FaceRow, HealthRow, Sco
 
 MAX_ALERTS = 20
 FACE_COLUMNS = 2
-STATE_COLOURS = {"starting": "blue", "live": "green", "reconnecting": "orange", "ended": "gray", "failed": "red"}
+STATE_COLOURS = {
+    "starting": "blue",
+    "live": "green",
+    "reconnecting": "orange",
+    "ended": "gray",
+    "failed": "red",
+    "lost": "red",
+}
 
 
 @dataclass(frozen=True)
@@ -146,12 +153,17 @@ def streams_section(reader: ScoreReader, session: SessionRow, streams: dict[str,
             stream_panel(reader, session.session_id, streams[stream_id], now)
 
 
+def card_key_of(stream_id: str) -> str:
+    """A stream id as a widget-safe, unique key part (a CSS class name)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", stream_id)
+    if slug != stream_id:
+        slug += "-" + hashlib.sha1(stream_id.encode()).hexdigest()[:6]
+    return slug
+
+
 def card_key(face: FaceRow) -> str:
     """A widget-safe, unique key per face; the browser sees it as the CSS class `st-key-<key>`."""
-    slug = re.sub(r"[^A-Za-z0-9_-]", "_", face.stream_id)
-    if slug != face.stream_id:
-        slug += "-" + hashlib.sha1(face.stream_id.encode()).hexdigest()[:6]
-    return f"face-{slug}-{face.track_id}"
+    return f"face-{card_key_of(face.stream_id)}-{face.track_id}"
 
 
 def _span(face: FaceRow, media_time: bool) -> str:
@@ -264,7 +276,7 @@ def alerts_section(reader: ScoreReader, session: SessionRow, streams: dict[str, 
         return
     for alert in shown[:MAX_ALERTS]:
         stream = streams.get(alert.stream_id)
-        alert_item(alert, view.db, is_file=stream is not None and stream.kind == "file")
+        alert_item(alert, view.db, is_file=data.uses_media_time(stream))
     if len(shown) > MAX_ALERTS:
         st.caption(f"{len(shown) - MAX_ALERTS} older alerts not shown")
 

@@ -1,6 +1,8 @@
-"""Runs `encode_frames` on the chosen backend: PyTorch (CUDA, and the CPU reference) or ONNX Runtime on the CPU.
+"""Runs `encode_frames` on the chosen backend: PyTorch (CUDA, and the CPU reference), or on the CPU ONNX Runtime or
+OpenVINO (model/openvino_engine.py) over the ONNX graph exported from the loaded weights (cached by their hash).
 
-The ONNX graph is exported from the loaded weights once and cached on disk by their hash.
+Every CPU engine other than fp32 ONNX Runtime and torch is used only after the parity gate (model/parity.py);
+`auto` picks the fastest that passes on this machine (model/engine_choice.py).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from model.weights import LoadedModel
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # cuda:N: the N-th CUDA GPU (0-based)
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 log = logging.getLogger("deepfake_stream")
-CPU_ENGINES = ("auto", "onnxruntime", "onnxruntime-int8", "torch")
+CPU_ENGINES = ("auto", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch")
+# Engines whose outputs may differ from fp32 ONNX Runtime by more than rounding: each must pass the parity gate.
+GATED_CPU_ENGINES = ("onnxruntime-int8", "openvino", "openvino-int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-# Chosen by bench/encode.py on the 2-core dev CPU: ONNX Runtime beats torch eager at every batch size.
-PREFERRED_CPU_ENGINE = "onnxruntime"
 
 
 class EngineError(Exception):
@@ -154,7 +156,7 @@ def _native_cpu_lstm() -> Iterator[None]:
         torch.backends.mkldnn.set_flags(previous[0], _fp32_precision=None)
 
 
-def _score_on(network: SeedNet | TemporalNet, window: FrameOutputs, mode: WindowMode, device: torch.device) -> Tensor:
+def score_on(network: SeedNet | TemporalNet, window: FrameOutputs, mode: WindowMode, device: torch.device) -> Tensor:
     moved = FrameOutputs(
         features=window.features.to(device, non_blocking=True),
         logits=None if window.logits is None else window.logits.to(device, non_blocking=True),
@@ -173,7 +175,7 @@ class TorchEngine:
 
     network: SeedNet | TemporalNet
     device: torch.device
-    precision: str = "auto"  # auto (CUDA: bf16, else fp16; CPU: fp32) | fp32 | fp16 | bf16
+    precision: str = "auto"  # auto (fp32 everywhere, see below) | fp32 | fp16 | bf16
     name: str = ""
     threads: int = 0  # CPU only: torch's intra-op threads (0: the CPUs this process may use, `cpu_budget()`)
     # None: on CUDA, and on the CPU under bf16 autocast (oneDNN's bf16 convolutions are fastest in NHWC).
@@ -189,10 +191,10 @@ class TorchEngine:
             self.threads = set_torch_cpu_threads(self.threads)
         self.network = self.network.to(self.device).eval()
         if self.precision == "auto":
-            if self.device.type == "cuda":
-                self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            else:
-                self.precision = "fp32"
+            # On an H200 (bench/encode.py --device cuda) fp32 beat bf16 and fp16 autocast at every batch the live
+            # path makes (1.2-1.4x at batch 1..32; the calls are launch-bound, and autocast adds casts); fp16 won
+            # only from batch 128.
+            self.precision = "fp32"
         if self.channels_last is None:
             self.channels_last = self.device.type == "cuda" or self.precision == "bf16"
         if self.channels_last:
@@ -221,7 +223,7 @@ class TorchEngine:
             )
 
     def score(self, window: FrameOutputs, mode: WindowMode) -> Tensor:
-        return _score_on(self.network, window, mode, self.device)
+        return score_on(self.network, window, mode, self.device)
 
 
 class _EncoderGraph(nn.Module):
@@ -284,7 +286,8 @@ class OnnxEngine:
     cache_dir: Path
     threads: int = 0
     name: str = "onnxruntime-cpu"
-    gate_result: str = ""  # the int8 parity gate's one-line result where it ran (build_engine), else ""
+    gate_result: str = ""  # the parity gate's one-line result where it ran (build_engine), else ""
+    choice: str = ""  # auto: what the micro-benchmark chose and measured (model/engine_choice.py), else ""
 
     def __post_init__(self) -> None:
         import onnxruntime as ort
@@ -309,7 +312,7 @@ class OnnxEngine:
         return FrameOutputs(features=features, logits=torch.from_numpy(results[1]) if len(results) > 1 else None)
 
     def score(self, window: FrameOutputs, mode: WindowMode) -> Tensor:
-        return _score_on(self.loaded.network, window, mode, self.device)
+        return score_on(self.loaded.network, window, mode, self.device)
 
 
 @dataclass
@@ -347,33 +350,64 @@ def build_engine(
     cpu_engine: str = "auto",
     cache_dir: Path | None = None,
     calibration: Calibration | None = None,
-) -> TorchEngine | OnnxEngine:
-    """The backend for `loaded` on `device`; on the CPU, `cpu_engine` (auto = the benchmark's pick). The int8
-    engine is used only when it passes the parity gate against fp32 ONNX Runtime on `calibration.held_back`;
-    otherwise the fp32 engine, with a warning (`gate_result` then says why)."""
+) -> Engine:
+    """The backend for `loaded` on `device`; on the CPU, `cpu_engine` by name, or `auto`: the fastest engine that
+    passes the parity gate on this machine (a cached micro-benchmark, model/engine_choice.py). A gated engine is
+    used only when it passes against fp32 ONNX Runtime on `calibration.held_back`; otherwise fp32 ONNX Runtime,
+    with a warning (`gate_result` then says why)."""
     if cpu_engine not in CPU_ENGINES:
         raise EngineError(f"cpu engine must be one of {', '.join(CPU_ENGINES)}, got {cpu_engine!r}")
     chosen_device = resolve_device(device)
     if chosen_device.type == "cuda":
         return TorchEngine(loaded.network, chosen_device)
-    engine = PREFERRED_CPU_ENGINE if cpu_engine == "auto" else cpu_engine
-    if engine == "onnxruntime-int8":
-        return _gated_int8(loaded, cache_dir or default_cache_dir(), calibration)
-    if engine == "onnxruntime":
-        return OnnxEngine(loaded, cache_dir or default_cache_dir())
-    return TorchEngine(loaded.network, chosen_device)
+    cache = cache_dir or default_cache_dir()
+    if cpu_engine == "auto":
+        from model.engine_choice import choose_cpu_engine
+
+        return choose_cpu_engine(loaded, cache, _needs_calibration(cpu_engine, calibration))
+    if cpu_engine in GATED_CPU_ENGINES:
+        return gated_engine(cpu_engine, loaded, cache, _needs_calibration(cpu_engine, calibration))
+    return cpu_engine_named(cpu_engine, loaded, cache, calibration)
 
 
-def _gated_int8(loaded: LoadedModel, cache_dir: Path, calibration: Calibration | None) -> OnnxEngine:
+def _needs_calibration(cpu_engine: str, calibration: Calibration | None) -> Calibration:
+    if calibration is None:
+        raise EngineError(
+            f"the {cpu_engine} engine needs calibration face crops for its parity gate; use --cpu-engine onnxruntime"
+        )
+    return calibration
+
+
+def cpu_engine_named(name: str, loaded: LoadedModel, cache_dir: Path, calibration: Calibration | None) -> Engine:
+    """The CPU engine called `name` (one of CPU_ENGINES but auto), built without its gate. EngineError when its
+    runtime is not installed."""
+    if name == "onnxruntime":
+        return OnnxEngine(loaded, cache_dir)
+    if name == "torch":
+        return TorchEngine(loaded.network, torch.device("cpu"))
+    if name == "onnxruntime-int8":
+        return OnnxInt8Engine(loaded, cache_dir, calibration_crops=_needs_calibration(name, calibration).fit)
+    if name.startswith("openvino"):
+        from model.openvino_engine import openvino_engine, openvino_version
+
+        if openvino_version() is None:
+            raise EngineError(f"the {name} engine needs OpenVINO (pip install openvino); use --cpu-engine onnxruntime")
+        precision = name.partition("-")[2] or "fp32"
+        fit = _needs_calibration(name, calibration).fit if precision == "int8" else ()
+        return openvino_engine(loaded, cache_dir, precision, fit)
+    raise EngineError(f"cpu engine must be one of {', '.join(CPU_ENGINES)}, got {name!r}")
+
+
+def gated_engine(name: str, loaded: LoadedModel, cache_dir: Path, calibration: Calibration) -> Engine:
+    """Engine `name` if it passes the parity gate against fp32 ONNX Runtime on `calibration.held_back`, else fp32
+    ONNX Runtime with a warning; `gate_result` says which and why."""
     from model.parity import check_parity
 
-    if calibration is None:
-        raise EngineError("the int8 engine needs calibration face crops; use --cpu-engine onnxruntime")
     reference = OnnxEngine(loaded, cache_dir)
-    candidate = OnnxInt8Engine(loaded, cache_dir, calibration_crops=calibration.fit)
+    candidate = cpu_engine_named(name, loaded, cache_dir, calibration)
     result = check_parity(reference, candidate, calibration.held_back, loaded.preprocessing, calibration.window)
     chosen = candidate if result.passed else reference
-    chosen.gate_result = result.describe()
+    chosen.gate_result = result.describe()  # type: ignore[attr-defined]
     if not result.passed:
-        log.warning("int8 engine refused by the parity gate, using fp32: %s", result.describe())
+        log.warning("the %s engine was refused by the parity gate, using fp32: %s", name, result.describe())
     return chosen

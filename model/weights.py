@@ -3,6 +3,8 @@
 Reads the original project's six state_dicts unchanged and reads/writes our own format
 (`deepfake-stream/1`). With no checkpoint at all, `resolve_weights("auto")` gives a seeded random model
 flagged `calibrated=False`; `resolve_weights(folder)` picks from a folder the way `auto` picks from weights/.
+Our own format is called calibrated only when it carries an evaluation (`model.evaluate --calibrate`), whose
+threshold the live pipeline then uses by default.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class LoadedModel:
     label_order: tuple[str, str]
     weights_hash: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None  # the verdict threshold `model.evaluate --calibrate` chose (None: not chosen)
 
     @property
     def arch(self) -> str:
@@ -76,8 +79,15 @@ class LoadedModel:
 
     def describe(self) -> str:
         """One line for logs and the dashboard, with the uncalibrated warning where it applies."""
+        if not self.calibrated and self.path is not None:
+            return (
+                f"{self.name} ({self.arch}, NOT CALIBRATED: no evaluation in it, every verdict UNSURE; run "
+                f"python -m model.evaluate {self.path} DATA --calibrate OUT)"
+            )
         if not self.calibrated:
             return f"{UNCALIBRATED_WARNING} (seeded random {self.arch} model; scores carry no meaning)"
+        if self.threshold is not None:
+            return f"{self.name} ({self.arch}, calibrated threshold {self.threshold:.3f})"
         accuracy = f", reported accuracy {self.reported_accuracy:.2f}%" if self.reported_accuracy else ""
         window = f", trained on {self.trained_window}-frame windows" if self.trained_window else ""
         return f"{self.name} ({self.arch}{window}{accuracy})"
@@ -185,18 +195,32 @@ def _load_own_format(content: Mapping[str, Any], path: Path) -> LoadedModel:
     state_dict = content["state_dict"]
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"checkpoint {path}: its state_dict field is not a dict of tensors")
+    metrics = dict(content.get("metrics") or {})
+    threshold = evaluated_threshold(metrics, path)
     return _build_loaded(
         build_network(content["arch"]),
         strip_prefix(state_dict),
         path,
         name=path.name,
-        calibrated=True,
+        calibrated=threshold is not None,  # only an evaluated checkpoint is called calibrated
         trained_window=int(content["window"]),
         reported_accuracy=None,
         preprocessing=preprocessing,
         label_order=LABEL_ORDER,
-        metrics=dict(content.get("metrics") or {}),
+        metrics=metrics,
+        threshold=threshold,
     )
+
+
+def evaluated_threshold(metrics: Mapping[str, Any], path: Path) -> float | None:
+    """The threshold `model.evaluate --calibrate` wrote into `metrics["evaluation"]`, None when it was not evaluated."""
+    evaluation = metrics.get("evaluation")
+    if evaluation is None:
+        return None
+    threshold = evaluation.get("threshold") if isinstance(evaluation, Mapping) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < float(threshold) < 1.0:
+        raise CheckpointError(f"checkpoint {path} has an evaluation without a threshold in (0, 1): {threshold!r}")
+    return float(threshold)
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:

@@ -22,6 +22,7 @@ from stream.clips import ClipSettings
 from stream.faces import BoxMapping
 from stream.scores import VerdictPolicy
 from stream.sources import SourceOptions
+from stream.store.location import PostgresUrl, StoreTarget, parse_store_target
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 WINDOW_MODES = ("mean", "last")
@@ -38,7 +39,7 @@ class ModelSettings:
     stride: int = 1  # score a face's window every N scored crops
     window_mode: str = "mean"  # mean | last
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    cpu_engine: str = "auto"  # auto | onnxruntime | torch
+    cpu_engine: str = "auto"  # auto (fastest passing the parity gate here) | one of model.engine.CPU_ENGINES
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -147,7 +148,7 @@ class LoopSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    db: Path = Path("runs/deepfake.db")  # SQLite score store
+    db: StoreTarget = Path("runs/deepfake.db")  # a SQLite file, or postgresql://user@host:port/dbname
     retention_days: float | None = 30.0  # sessions ended longer ago are deleted (None: keep all)
 
     def __post_init__(self) -> None:
@@ -207,7 +208,7 @@ class Settings:
 
 
 # Fields of a section's dataclass that are not configuration (set by the program, not by YAML or flags).
-_NOT_CONFIG: dict[type, frozenset[str]] = {VerdictPolicy: frozenset({"calibrated"})}
+_NOT_CONFIG: dict[type, frozenset[str]] = {VerdictPolicy: frozenset({"calibrated", "threshold_from"})}
 _SECTIONS: dict[str, type] = dict(typing.get_type_hints(Settings))
 _HINTS: dict[type, dict[str, Any]] = {cls: typing.get_type_hints(cls) for cls in _SECTIONS.values()}
 
@@ -274,6 +275,13 @@ SECRET_KEYS = frozenset({"service.token"})
 
 def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
     """`value` checked against the field annotation `hint` (and int -> float, str -> Path); ConfigError if it is not."""
+    if hint == StoreTarget:  # read as a URL before it is read as a path
+        if not isinstance(value, str | Path | PostgresUrl):
+            raise ConfigError(f"{origin}: {dotted} must be a path or a postgresql:// URL (string), got {_shown(value)}")
+        try:
+            return parse_store_target(value)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: {dotted}: {error}") from None
     optional = False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
@@ -402,4 +410,4 @@ def settings_as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
-    return str(value) if isinstance(value, Path) else value
+    return str(value) if isinstance(value, Path | PostgresUrl) else value

@@ -3,32 +3,46 @@ owns them. The CLI, the benchmarks, the tests (and later the service and a Ray a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
-from model.engine import Calibration, Engine, build_engine
+from model.engine import GATED_CPU_ENGINES, Calibration, Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
+from stream.access import token_guard
 from stream.config import Settings, settings_as_dict
 from stream.cropping import crop_geometry
 from stream.faces import FaceDetector
 from stream.health import StreamHealth
+from stream.metrics import Metrics
 from stream.pipeline import Pipeline
+from stream.scores import with_checkpoint
 from stream.sinks import LogSink, Sink, StoreSink
 from stream.sources import Producer, Source, SourceSpec, parse_source, stream_name
-from stream.store import FaceSummary, ScoreWriter, SessionInfo, open_writer
+from stream.store import FaceSummary, ScoreWriter, SessionInfo, local_path, open_writer
+from stream.webhooks import WebhookSink
 
 log = logging.getLogger("deepfake_stream")
 
 
 def cpu_calibration(settings: Settings) -> Calibration | None:
-    """Crops for the int8 engine (cut from the demo by this run's own cropper) when the settings ask for it."""
-    if settings.model.cpu_engine != "onnxruntime-int8":
+    """Crops for the parity gate (and the int8 calibration), cut from the demo by this run's own cropper, when the
+    settings ask for a gated CPU engine or for `auto`."""
+    if settings.model.cpu_engine not in ("auto", *GATED_CPU_ENGINES):
         return None
     from stream.calibration import demo_calibration
 
     return demo_calibration(settings)
+
+
+def engine_label(engine: Engine) -> str:
+    """The engine's name, and for `auto` what it measured: `openvino-int8 (auto, 295 crops/s)` (the session row,
+    so the dashboard's header shows it)."""
+    rate = getattr(engine, "choice_rate", None)
+    return f"{engine.name} (auto, {rate:.0f} crops/s)" if rate else engine.name
 
 
 class Detector:
@@ -49,9 +63,11 @@ class Detector:
         # Clips go where this run's store is (or where the user said, from the directory the run started in),
         # fixed now as an absolute path: the alert links it for a dashboard started from anywhere, and the config
         # kept with the session says where they went.
-        settings = replace(settings, clips=settings.clips.beside_store(settings.store.db))
+        settings = replace(settings, clips=settings.clips.beside_store(local_path(settings.store.db)))
         self.settings = settings
         self.loaded = loaded or resolve_weights(settings.model.weights)
+        # The threshold in force: the config's (or --threshold), else the checkpoint's calibrated one, else 0.5.
+        self.policy = with_checkpoint(settings.verdicts, self.loaded.threshold)
         self.engine = engine or build_engine(
             self.loaded, settings.model.device, settings.model.cpu_engine, cache_dir, cpu_calibration(settings)
         )
@@ -60,24 +76,40 @@ class Detector:
             config = {**settings_as_dict(settings), "crop_geometry": crop_geometry(settings.faces)}
             if getattr(self.engine, "gate_result", ""):
                 config["engine_gate"] = self.engine.gate_result  # type: ignore[attr-defined]
+            if getattr(self.engine, "choice", ""):
+                config["engine_choice"] = self.engine.choice  # type: ignore[attr-defined]
             self.session_id = self.writer.start_session(self._session_info(sources), config)
         except BaseException:
             self.writer.close()
             raise
+        self.metrics: Metrics | None = None  # with the service: its `router` serves /metrics
         self.pipeline = Pipeline(
             self.engine,
             self.loaded,
             self.session_id,
             settings,
-            [StoreSink(self.writer, self.session_id), LogSink(), *sinks],
+            [StoreSink(self.writer, self.session_id), LogSink(), *self._service_sinks(), *sinks],
             detector_factory,
         )
         self._names: list[str] = []
         self.sources: list[Source] = []
         self._closed = False
 
+    def _service_sinks(self) -> list[Sink]:
+        """Metrics when the service runs (it mounts `self.metrics.router`); webhooks whenever URLs are configured."""
+        service = self.settings.service
+        sinks: list[Sink] = []
+        if service.port is not None:
+            model = {"session_id": self.session_id, "checkpoint": self.loaded.name, "engine": self.engine.name}
+            model |= {"device": str(self.engine.device), "calibrated": str(self.loaded.calibrated).lower()}
+            self.metrics = Metrics({**model, "window": str(self.settings.model.window)}, token_guard(service.token))
+            sinks.append(self.metrics)
+        if service.webhooks:
+            sinks.append(WebhookSink(service, self.session_id, self.metrics))
+        return sinks
+
     def _session_info(self, sources: Sequence[str]) -> SessionInfo:
-        model, verdicts = self.settings.model, self.settings.verdicts
+        model, verdicts = self.settings.model, self.policy
         return SessionInfo(
             checkpoint=self.loaded.name,
             calibrated=self.loaded.calibrated,
@@ -87,7 +119,7 @@ class Detector:
             threshold=verdicts.threshold,
             hysteresis=verdicts.hysteresis,
             device=str(self.engine.device),
-            engine=self.engine.name,
+            engine=engine_label(self.engine),
             sources=list(sources),
         )
 
@@ -95,14 +127,35 @@ class Detector:
         self, reference: str | SourceSpec, name: str | None = None, producer: Producer | None = None
     ) -> Source:
         """Open a source (SourceError at once when it cannot be used) and hand it to the loop."""
+        return self.add_source(reference, name, producer)[0]
+
+    def add_source(
+        self, reference: str | SourceSpec, name: str | None = None, producer: Producer | None = None
+    ) -> tuple[Source, Future[None]]:
+        """`open_source`, with the loop's answer: the future is done once the loop runs the stream, and fails with
+        ValueError when a running stream has its id (the source is then stopped) or RuntimeError once the loop
+        has stopped. Blocking (it connects): call it off any event loop."""
         spec = parse_source(reference) if isinstance(reference, str) else reference
+        if producer is None and spec.kind == "demo":
+            from stream.demo import demo_frames
+
+            producer = demo_frames
         stream_id = name or stream_name(spec, self._names)
         source = Source(stream_id, spec, self.settings.sources, producer=producer)
         source.open()
         self._names.append(stream_id)
         self.sources.append(source)
-        self.pipeline.add_source(source)
-        return source
+        added = self.pipeline.add_source(source)
+        added.add_done_callback(lambda done: self._forget_if_refused(source, done))
+        return source, added
+
+    def _forget_if_refused(self, source: Source, added: Future[None]) -> None:
+        """A source the loop did not take (its id was running, the loop had stopped, or the caller gave up) is
+        stopped and forgotten."""
+        if added.cancelled() or added.exception() is not None:
+            source.stop()
+            with contextlib.suppress(ValueError):
+                self.sources.remove(source)
 
     def run(self, duration_s: float | None = None, serve: bool = False) -> None:
         """Run the loop on this thread (see `Pipeline.run`)."""

@@ -17,6 +17,7 @@ class StreamState(StrEnum):
     TRUNCATED = "truncated"  # a file that stopped decoding before its end: scored as far as it decoded
     INTERRUPTED = "interrupted"  # a file stopped by the user before its end
     FAILED = "failed"
+    LOST = "lost"  # a live source that ended for good without being stopped: a WHIP publisher that vanished
 
 
 @dataclass(frozen=True)

@@ -52,3 +52,14 @@ class Inbox:
                 commands.append(self._queue.get_nowait())
             except queue.Empty:
                 return commands
+
+
+def answer(done: Future[None], error: BaseException | None = None) -> None:
+    """Answer a command's future, unless whoever posted it gave up on it: a future cancelled by the caller (an
+    HTTP request that timed out, `asyncio.wrap_future` cancelled) must not take the loop down with it."""
+    if not done.set_running_or_notify_cancel():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

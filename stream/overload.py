@@ -20,16 +20,31 @@ rate, and as dropped past that (one frame for each tracking period missed).
 
 Files replayed as fast as possible are never thinned or skipped: they wait. A file paced as a live stream
 (`sources.realtime`) counts as live.
+
+An upload (a file sent to the service) is scored with the time the live cameras leave free: while any live stream
+runs, an upload's frames are taken only in an iteration of their own, started when no live frame waits and only
+when it ends early enough that the live frame arriving meanwhile is still processed before the one after it
+(`background_fits`, over the median of recent iteration times). An upload slows under load; a camera never does
+(but for one frame every `PROBE_S` at most, when an upload not run for that long is timed again). With no live
+stream it runs at full speed.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 LEAD = 2  # while contended, a face is at most this many crops ahead of the face furthest behind ...
 CONTENTION_S = 1.0  # ... the encoder counts as contended this long after it last skipped a live crop ...
 ACTIVE_S = 0.5  # ... and the face furthest behind is among those seen this recently (a face missed for longer, or
 # new, joins at that floor instead of claiming a burst of crops)
+STALE_FRAMES = 5  # a live camera with no frame for this many of its intervals (and at least STALE_S: reconnecting,
+STALE_S = 1.0  # stalled) does not hold uploads back
+SAMPLES = 9  # iteration times are the median of this many recent ones ...
+PROBE_S = 5.0  # ... and an upload that has not run for this long is timed again (it may have become cheaper)
 
 
 def crops_that_fit(budget_s: float | None, seconds_for: Callable[[int], float | None], most: int) -> int | None:
@@ -63,3 +78,49 @@ def thinned_of(not_processed: int, span_s: float, min_track_fps: float) -> int:
     all of them while the span kept the tracking rate; past it, one frame per tracking period missed was dropped."""
     missed = max(0, round(span_s * min_track_fps) - 1)
     return max(0, not_processed - missed)
+
+
+def background_fits(
+    now: float, background_s: float | None, live_s: float | None, cameras: Sequence[tuple[float, float]]
+) -> bool:
+    """Whether an iteration of upload frames alone may start `now` (wall-clock seconds) beside live cameras.
+
+    `background_s`: what such an iteration lately took; `live_s`: what an iteration with live frames lately took;
+    `cameras`: each live camera's last processed frame's capture time and its frame interval. It may when the frame
+    each camera delivers during it can still be processed before that camera's next one arrives, and no camera is
+    already busier than its frame rate allows. An iteration not timed yet (None) fits (that one times it)."""
+    for last, interval in cameras:
+        if now - last > max(STALE_S, STALE_FRAMES * interval):
+            continue
+        if live_s is not None and live_s >= interval:  # the loop is behind this camera already: it gets all the time
+            return False
+        if background_s is None or live_s is None:
+            continue
+        due = last + interval * (math.floor((now - last) / interval) + 1)  # its next frame
+        if now + background_s + live_s > due + interval:
+            return False
+    return True
+
+
+class BackgroundGate:
+    """What iterations with live frames, and iterations of upload frames alone, lately took (the median of the last
+    `SAMPLES`, robust to a slow one), and from that whether uploads may run now (`background_fits`)."""
+
+    def __init__(self) -> None:
+        self._live: deque[float] = deque(maxlen=SAMPLES)
+        self._background: deque[float] = deque(maxlen=SAMPLES)
+        self._background_at = -math.inf  # monotonic: the last upload iteration
+
+    def took(self, live: bool, seconds: float) -> None:
+        """An iteration ended: with live frames (`live`), or of upload frames alone."""
+        if live:
+            self._live.append(seconds)
+        else:
+            self._background.append(seconds)
+            self._background_at = time.monotonic()
+
+    def may_run(self, now: float, cameras: Sequence[tuple[float, float]]) -> bool:
+        """`background_fits` with these times; an upload not run for `PROBE_S` counts as not yet measured."""
+        live = statistics.median(self._live) if self._live else None
+        fresh = self._background and time.monotonic() - self._background_at < PROBE_S
+        return background_fits(now, statistics.median(self._background) if fresh else None, live, cameras)

@@ -28,12 +28,12 @@ from stream.encoder import CropEncoder
 from stream.face import Face, FaceRegistry, RingShape
 from stream.faces import FaceDetector
 from stream.health import FpsMeter, StageTimer, StageTiming, StreamHealth, StreamState, span_rate
-from stream.inbox import AddSource, Inbox, RemoveSource, Stop
-from stream.overload import ACTIVE_S, CONTENTION_S, crops_that_fit, round_robin, thinned_of
-from stream.scores import VerdictState, WindowScore
-from stream.sinks import Event, Sink, StageTimings
+from stream.inbox import AddSource, Inbox, RemoveSource, Stop, answer
+from stream.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin, thinned_of
+from stream.scores import VerdictState, WindowScore, threshold_line, with_checkpoint
+from stream.sinks import EncodedBatch, Event, Sink, StageTimings
 from stream.sources import Frame, Source
-from stream.status import status_line
+from stream.status import engine_line, status_line
 from stream.store import AnnotatedFrame, FaceSummary, FaceUpdate, StreamInfo
 
 log = logging.getLogger("deepfake_stream")
@@ -49,6 +49,8 @@ class _Stream:
     source: Source
     cropper: FaceCropper
     live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
+    background: bool = False  # an upload: its frames wait for time the live streams leave (stream/overload.py)
+    interval_s: float | None = None  # a live stream's frame interval, from the frames it delivered
     fps_in: FpsMeter = field(default_factory=FpsMeter)
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
     frames_processed: int = 0
@@ -74,9 +76,14 @@ class _Stream:
         self.windows_scored += 1
 
     def health(self) -> StreamHealth:
-        """Now: rates over the meters' last few seconds."""
+        """Now: rates over the meters' last few seconds. A source that has ended (a file read to its end, a
+        publisher gone) is still live until the loop has taken its last buffered frame and closed the stream (its
+        final health then says how it ended): an ended state means no more scores will come and its name is free."""
         now = time.monotonic()
-        return self._health(self.fps_in.rate(now), self.fps_scored.rate(now))
+        health = self._health(self.fps_in.rate(now), self.fps_scored.rate(now))
+        if health.state in (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING):
+            return health
+        return replace(health, state=StreamState.LIVE)
 
     def final_health(self) -> StreamHealth:
         """At its end: rates over the stream's whole span, from its first processed frame to its last (a rate
@@ -85,6 +92,13 @@ class _Stream:
         return self._health(
             span_rate(self.frames_processed - 1, start, end), span_rate(self.windows_scored, start, end)
         )
+
+    def note_interval(self, frame: Frame) -> None:
+        """Update a live stream's frame interval (a moving average) from this frame and the last one processed."""
+        if self.last_processed is None or frame.index <= self.last_processed[0]:
+            return
+        interval = (frame.t_capture - self.last_processed[1]) / (frame.index - self.last_processed[0])
+        self.interval_s = interval if self.interval_s is None else self.interval_s + 0.2 * (interval - self.interval_s)
 
     def count_thinned(self, frame: Frame, min_track_fps: float) -> None:
         """Of the live frames the source's buffer dropped since the last one processed, count those thinned (the
@@ -128,8 +142,11 @@ class Pipeline:
         self._sinks = list(sinks)
         self._detector_factory = detector_factory
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
+        self._engine_name = engine.name
+        self._engine_rate: float | None = getattr(engine, "choice_rate", None)
         # An uncalibrated model never gives a verdict, whatever the configuration says.
-        policy = replace(settings.verdicts, calibrated=loaded.calibrated)
+        policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
+        self._threshold_line = threshold_line(policy)
         shape = RingShape(settings.model.window, FEATURE_DIM, loaded.arch == "seed", settings.pipeline.thumb_size)
         self._faces = FaceRegistry(shape, policy)
         self._clips = ClipRecorder(settings.clips) if settings.clips.enabled else None
@@ -138,6 +155,8 @@ class Pipeline:
         self._tail_s = 0.0
         self._began = self._encoded_at = 0.0
         self._contended_until = 0.0  # monotonic: live crops were skipped lately (stream/overload.py)
+        self._gate = BackgroundGate()  # when uploads may run beside live streams
+        self._iteration_live: bool | None = None  # this iteration had live frames, upload frames alone, or neither
         self._inbox = Inbox()
         self._inbox_lock = threading.Lock()  # a command posted after close() is refused, never left unanswered
         self._answered_after_flush: list[Future[None]] = []
@@ -175,7 +194,7 @@ class Pipeline:
     def _post(self, command: AddSource | RemoveSource) -> None:
         with self._inbox_lock:
             if self._closed:
-                command.done.set_exception(RuntimeError("the detector has stopped"))
+                answer(command.done, RuntimeError("the detector has stopped"))
                 return
             self._inbox.post(command)
 
@@ -230,7 +249,7 @@ class Pipeline:
             self._close_stream(stream_id)
         for command in self._inbox.drain():
             if isinstance(command, AddSource | RemoveSource):
-                command.done.set_exception(RuntimeError("the detector has stopped"))
+                answer(command.done, RuntimeError("the detector has stopped"))
         for source in self._stopped_sources:
             source.join(SOURCE_JOIN_S)
         self._publish()
@@ -244,17 +263,20 @@ class Pipeline:
         for command in self._inbox.drain():
             match command:
                 case AddSource(source=source, done=done):
+                    if done.cancelled():  # its caller gave up waiting: do not start what nobody will stop
+                        source.stop()
+                        continue
                     if source.stream_id in self._streams:
-                        done.set_exception(ValueError(f"stream id {source.stream_id!r} is already in the pipeline"))
+                        answer(done, ValueError(f"stream id {source.stream_id!r} is already in the pipeline"))
                         continue
                     self._start_stream(source)
-                    done.set_result(None)
+                    answer(done)
                 case RemoveSource(stream_id=stream_id, done=done):
                     if stream_id not in self._streams:
-                        done.set_exception(KeyError(f"no stream {stream_id!r} in the pipeline"))
+                        answer(done, KeyError(f"no stream {stream_id!r} in the pipeline"))
                         continue
                     self._streams[stream_id].source.stop()
-                    self._close_stream(stream_id)
+                    self._close_stream(stream_id, removed=True)
                     self._answered_after_flush.append(done)
                 case Stop(interrupted=interrupted):
                     self._interrupted = self._interrupted or interrupted
@@ -264,7 +286,7 @@ class Pipeline:
     def _start_stream(self, source: Source) -> None:
         first_id = self._next_track_ids.get(source.stream_id, 1)
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
-        self._streams[source.stream_id] = _Stream(source, cropper, live=source.live)
+        self._streams[source.stream_id] = _Stream(source, cropper, live=source.live, background=source.spec.background)
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
         source.timer = self.timer
@@ -272,28 +294,49 @@ class Pipeline:
         self._publish()
 
     def _collect_frames(self) -> list[Frame]:
-        frames = [f for w in self._streams.values() if (f := w.source.buffer.take()) is not None]
-        if frames and self.settings.pipeline.max_wait_ms > 0 and len(frames) < len(self._streams):
+        foreground = {sid: w for sid, w in self._streams.items() if not w.background}
+        frames = [f for w in foreground.values() if (f := w.source.buffer.take()) is not None]
+        if frames and self.settings.pipeline.max_wait_ms > 0 and len(frames) < len(foreground):
             # Give the other live streams a moment, so their crops share this batch.
             time.sleep(self.settings.pipeline.max_wait_ms / 1000)
             have = {f.stream_id for f in frames}
             frames += [
-                f for sid, w in self._streams.items() if sid not in have and (f := w.source.buffer.take()) is not None
+                f for sid, w in foreground.items() if sid not in have and (f := w.source.buffer.take()) is not None
             ]
+        if len(foreground) < len(self._streams) and self._background_may_run(frames):
+            frames += [f for w in self._streams.values() if w.background and (f := w.source.buffer.take()) is not None]
         return frames
+
+    def _background_may_run(self, frames: list[Frame]) -> bool:
+        """Uploads' frames join this iteration when no live stream runs; beside live streams, only in an iteration
+        of their own that fits in the time the cameras leave (stream/overload.py, `background_fits`)."""
+        live = [w for w in self._streams.values() if w.live]
+        if not live:
+            return True
+        if any(self._streams[f.stream_id].live for f in frames) or time.monotonic() < self._contended_until:
+            return False
+        cameras = [(w.last_processed[1], w.interval_s) for w in live if w.last_processed is not None and w.interval_s]
+        return self._gate.may_run(time.time(), cameras)
 
     def _timed_iteration(self, ended: float) -> None:
         if self._encoded_at > self._began:
             self._tail_s += 0.2 * (ended - self._encoded_at - self._tail_s)
+        if self._iteration_live is not None:
+            self._gate.took(self._iteration_live, ended - self._began)
 
     def _process(self, frames: list[Frame]) -> None:
         self._began = time.perf_counter()
         min_track_fps = self.settings.pipeline.min_track_fps
         crops: list[FaceCrop] = []
+        kinds = [self._streams[frame.stream_id] for frame in frames]
+        live, background = any(w.live for w in kinds), all(w.background for w in kinds)
+        first = any(w.frames_processed == 0 for w in kinds)  # a stream's first frame pays for warming up: not timed
+        self._iteration_live = None if first else (True if live else (False if background else None))
         for frame in frames:
             work = self._streams[frame.stream_id]
             work.took_frame()
             if work.live:
+                work.note_interval(frame)
                 work.count_thinned(frame, min_track_fps)
             crops.extend(work.cropper.crops(frame))
             # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
@@ -309,8 +352,11 @@ class Pipeline:
         ring, count the others skipped, score the faces whose window is due; the faces touched, in crop order."""
         faces = [self._faces.see(c.frame, c.track.track_id, c.image_bgr) for c in crops]
         chosen = self._choose(crops, faces)
+        began = time.perf_counter()
         features, logits = self._encoder.encode([crops[i].image_bgr for i in chosen]) if chosen else (None, None)
         self._encoded_at = time.perf_counter()
+        if chosen:
+            self._events.append(EncodedBatch(len(chosen), self._encoded_at - began))
         window, stride = self.settings.model.window, self.settings.model.stride
         rows = {index: row for row, index in enumerate(chosen)}
         due: list[tuple[FaceCrop, Face]] = []
@@ -436,23 +482,25 @@ class Pipeline:
         for stream_id in [sid for sid, work in self._streams.items() if work.source.finished]:
             self._close_stream(stream_id)
 
-    def _close_stream(self, stream_id: str) -> None:
-        """Forget a stream whose source ended or was stopped: its faces go, its last health stays."""
+    def _close_stream(self, stream_id: str, removed: bool = False) -> None:
+        """Forget a stream whose source ended or was stopped (`removed`: by a command): its faces go, its last health
+        stays."""
         work = self._streams.pop(stream_id)
         self._evict(stream_id, work.cropper.evict_all())
         self._next_track_ids[stream_id] = work.cropper.next_track_id
         work.cropper.close()
         self._stopped_sources.append(work.source)
-        final = replace(work.final_health(), state=self._final_state(work.source))
+        final = replace(work.final_health(), state=self._final_state(work.source, removed))
         self._ended_health[stream_id] = final
         self._events.append(final)
         self._publish()
 
-    def _final_state(self, source: Source) -> StreamState:
-        """How a closed stream ended. Its capture thread may still be unwinding, so this does not wait for it."""
-        if source.state in (StreamState.FAILED, StreamState.TRUNCATED):
+    def _final_state(self, source: Source, removed: bool = False) -> StreamState:
+        """How a closed stream ended: a file stopped before its end (Ctrl-C, or removed) was interrupted. Its capture
+        thread may still be unwinding, so this does not wait for it."""
+        if source.state in (StreamState.FAILED, StreamState.TRUNCATED, StreamState.LOST):
             return source.state
-        if self._interrupted and source.stopped_early:
+        if (self._interrupted or removed) and source.stopped_early:
             return StreamState.INTERRUPTED
         return StreamState.ENDED
 
@@ -470,7 +518,7 @@ class Pipeline:
                 log.info(line)
 
     def status_lines(self) -> list[str]:
-        return [
+        streams = [
             status_line(
                 work.health(),
                 work.source.spec.kind,
@@ -481,6 +529,8 @@ class Pipeline:
             )
             for work in self._streams.values()
         ]
+        engine = engine_line(self._engine_name, self._engine_rate, self._encoder.seconds_for(1))
+        return [engine, self._threshold_line, *streams]
 
     def _publish(self) -> None:
         live = {sid: work.health() for sid, work in self._streams.items()}
@@ -497,4 +547,4 @@ class Pipeline:
             self.timer.record("store", time.perf_counter() - began)
         answered, self._answered_after_flush = self._answered_after_flush, []
         for done in answered:
-            done.set_result(None)
+            answer(done)

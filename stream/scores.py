@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -49,6 +49,13 @@ class Alert:
     t_media: float | None = None  # where in the media it happened (files: seconds into the file)
 
 
+DEFAULT_THRESHOLD = 0.5  # used when neither the config nor the checkpoint gives one
+THRESHOLD_ORIGINS = {
+    "config": "set in the config or with --threshold",
+    "checkpoint": "the checkpoint's calibrated threshold (python -m model.evaluate --calibrate)",
+    "default": "the default: neither the config nor the checkpoint sets one",
+}
+
 # Band edges are inclusive; this slack keeps a rolling mean like (0.6 * 5) / 5 from missing 0.5 + 0.1 by one ulp.
 _BAND_EPS = 1e-9
 
@@ -68,28 +75,59 @@ class VerdictPolicy:
     """How window scores become a verdict: FAKE at rolling >= threshold + hysteresis, REAL at <= threshold - it.
 
     `rolling`: how many recent window scores are averaged. `calibrated=False` (random weights) keeps every
-    verdict UNSURE: their scores mean nothing, and a REAL verdict from them would be a lie.
+    verdict UNSURE: their scores mean nothing, and a REAL verdict from them would be a lie. `threshold` None: the
+    checkpoint's calibrated threshold when it has one, else DEFAULT_THRESHOLD (`with_checkpoint` settles it).
     """
 
-    threshold: float = 0.5
+    threshold: float | None = None
     hysteresis: float = 0.1
     rolling: int = 5
     overall_fake_windows: int = 3  # a stream's overall verdict is FAKE when a face was FAKE for this many windows
     calibrated: bool = True
+    threshold_from: str = ""  # once settled: a key of THRESHOLD_ORIGINS
+
+    @property
+    def effective_threshold(self) -> float:
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        limit = min(self.threshold, 1.0 - self.threshold)
+        threshold = self.effective_threshold
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        limit = min(threshold, 1.0 - threshold)
         if not 0.0 <= self.hysteresis < limit:
             raise ValueError(
                 f"hysteresis must be in [0, {limit:g}) so both bands stay inside (0, 1) for threshold "
-                f"{self.threshold}, got {self.hysteresis}"
+                f"{threshold}, got {self.hysteresis}"
+            )
+        if self.threshold_from and self.threshold_from not in THRESHOLD_ORIGINS:
+            raise ValueError(
+                f"threshold_from must be one of {', '.join(THRESHOLD_ORIGINS)}, got {self.threshold_from!r}"
             )
         if isinstance(self.rolling, bool) or not isinstance(self.rolling, int) or self.rolling < 1:
             raise ValueError(f"rolling must be an int >= 1 (window scores averaged), got {self.rolling!r}")
         if self.overall_fake_windows < 1:
             raise ValueError(f"overall_fake_windows must be at least 1, got {self.overall_fake_windows}")
+
+
+def with_checkpoint(policy: VerdictPolicy, checkpoint_threshold: float | None) -> VerdictPolicy:
+    """Settle the threshold: the config's (or --threshold) wins, else the checkpoint's calibrated one, else the
+    default. A checkpoint threshold near 0 or 1 narrows the hysteresis so both bands stay inside (0, 1)."""
+    if policy.threshold_from:
+        return policy
+    if policy.threshold is not None:
+        return replace(policy, threshold_from="config")
+    if checkpoint_threshold is None:
+        return replace(policy, threshold=DEFAULT_THRESHOLD, threshold_from="default")
+    room = min(checkpoint_threshold, 1.0 - checkpoint_threshold)
+    hysteresis = min(policy.hysteresis, room / 2)
+    return replace(policy, threshold=checkpoint_threshold, hysteresis=hysteresis, threshold_from="checkpoint")
+
+
+def threshold_line(policy: VerdictPolicy) -> str:
+    """`verdict threshold 0.620 ± 0.100: the checkpoint's calibrated threshold (...)`."""
+    origin = THRESHOLD_ORIGINS.get(policy.threshold_from or ("config" if policy.threshold is not None else "default"))
+    return f"verdict threshold {policy.effective_threshold:.3f} ± {policy.hysteresis:.3f}: {origin}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +161,7 @@ class FaceScorer:
         if not self.policy.calibrated:
             state = VerdictState.UNSURE
         elif len(self._recent) == self.policy.rolling:
-            state = band_verdict(rolling, self.policy.threshold, self.policy.hysteresis, before)
+            state = band_verdict(rolling, self.policy.effective_threshold, self.policy.hysteresis, before)
         changed = state != before
         since = t if previous is None or changed else previous.since
         self._verdict = Verdict(self.stream_id, self.track_id, state, since, rolling)

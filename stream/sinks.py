@@ -25,6 +25,15 @@ class StageTimings:
     timings: tuple[StageTiming, ...]
 
 
+@dataclass(frozen=True)
+class EncodedBatch:
+    """One loop iteration's encoding: how many crops went through the network (in engine calls of at most
+    `pipeline.max_batch`, preprocessing included) and how long it took."""
+
+    crops: int
+    seconds: float
+
+
 # Everything the loop emits. A verdict event is a change of a face's verdict; an alert is a face turning FAKE.
 Event = (
     StreamInfo
@@ -36,6 +45,7 @@ Event = (
     | AnnotatedFrame
     | StreamHealth
     | StageTimings
+    | EncodedBatch
 )
 
 
@@ -64,7 +74,7 @@ class StoreSink:
     def _write(self, event: Event) -> None:
         session, writer = self.session_id, self.writer
         match event:
-            case WindowScore() | StageTimings():
+            case WindowScore() | StageTimings() | EncodedBatch():
                 pass  # scores went in one batch above; timings are for live consumers (metrics)
             case StreamInfo():
                 writer.add_stream(session, event)

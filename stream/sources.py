@@ -36,6 +36,11 @@ class SourceLost(Exception):
     """A live source that was open stopped delivering frames."""
 
 
+class SourceEnded(Exception):
+    """A live source that ended for good and is not reconnected (a WebRTC publisher that left: only it can come
+    back, as a new stream). The message, possibly empty, says why; it becomes the stream's last error."""
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame. `t_capture` is wall-clock seconds; `t_media` media seconds from pts (None if unknown)."""
@@ -53,17 +58,23 @@ class DecodedFrame:
 
     image_bgr: np.ndarray
     t_media: float | None
+    dropped_before: int = 0  # frames a live producer dropped just before this one (it keeps only the newest)
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     """A parsed source reference. `display` is safe to log and store (credentials removed)."""
 
-    kind: str  # demo | webcam | rtsp | screen | file
+    kind: str  # demo | webcam | rtsp | screen | file | whip | upload (a file sent to the service)
     target: str
     live: bool
     display: str
     capture_size: str | None = None  # screen regions: "WxH"
+
+    @property
+    def background(self) -> bool:
+        """An upload is scored with the time live streams leave free (stream/overload.py)."""
+        return self.kind == "upload"
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,11 @@ class FrameBuffer:
             self._ready.notify_all()
             return frame
 
+    def count_dropped(self, frames: int) -> None:
+        """Frames a live producer dropped before they reached this buffer count as its drops."""
+        with self._ready:
+            self.dropped += frames
+
     def close(self) -> None:
         with self._ready:
             self._closed = True
@@ -302,6 +318,7 @@ class FrameBuffer:
 
 
 Producer = Callable[[], Iterator[DecodedFrame]]
+SOURCE_ENDINGS = (StreamState.ENDED, StreamState.TRUNCATED, StreamState.FAILED, StreamState.LOST)
 TRUNCATION_TOLERANCE = 0.98  # containers' frame counts can be estimates; only a clear shortfall is a truncation
 
 
@@ -324,19 +341,21 @@ class Source:
         self.timer = timer
         self.spec = spec
         self.options = options or SourceOptions()
-        self.live = spec.live or self.options.realtime
+        # Only files named on the command line are paced with `realtime`; an upload is analysed as fast as it can be.
+        self._realtime = self.options.realtime and spec.kind == "file"
+        self.live = spec.live or self._realtime
         self.buffer = FrameBuffer(self.options.live_buffer if self.live else self.options.file_buffer, self.live)
         self.state = StreamState.STARTING
         self.last_error: str | None = None
         self.reconnects = 0
         self.truncated = False
+        self.lost = False  # ended for good with a reason (SourceEnded), not by being stopped
         self.read_to_end = False  # a file whose every frame was read (not stopped first)
         self.frames_read = 0
         self.expected_frames: int | None = None
         self.nominal_fps: float | None = None
         self._producer = producer or self._open_with_pyav
         self._pending: Iterator[DecodedFrame] | None = None
-        self._realtime = self.options.realtime and not spec.live
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{stream_id}", daemon=True)
 
@@ -344,7 +363,7 @@ class Source:
         container = open_container(self.spec, self.options)
         stream = container.streams.video[0]
         self.nominal_fps = float(stream.average_rate) if stream.average_rate else None
-        if self.spec.kind == "file":
+        if self.spec.kind in ("file", "upload"):
             self.expected_frames = expected_frame_count(container)
         return decode_frames(container, self.spec)
 
@@ -365,6 +384,11 @@ class Source:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """`stop()` was called (the capture thread may still be unwinding)."""
+        return self._stop.is_set()
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -376,7 +400,7 @@ class Source:
     @property
     def finished(self) -> bool:
         """The source will deliver no more frames and all it delivered has been taken."""
-        return self.state in (StreamState.ENDED, StreamState.TRUNCATED, StreamState.FAILED) and self.buffer.exhausted
+        return self.state in SOURCE_ENDINGS and self.buffer.exhausted
 
     @property
     def stopped_early(self) -> bool:
@@ -411,6 +435,8 @@ class Source:
                 delay = started + (decoded.t_media - first_media) - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
+            if decoded.dropped_before:
+                self.buffer.count_dropped(decoded.dropped_before)
             frame = Frame(self.stream_id, self.frames_read, time.time(), decoded.t_media, decoded.image_bgr)
             self.frames_read += 1
             self.buffer.put(frame, self._stop)
@@ -427,6 +453,10 @@ class Source:
                         self._check_complete()
                         break
                     raise SourceLost(f"{self.spec.display} ended without being stopped")
+                except SourceEnded as error:
+                    self.last_error = str(error) or self.last_error
+                    self.lost = bool(str(error)) and not self._stop.is_set()
+                    break
                 except (SourceError, SourceLost) as error:
                     self.last_error = str(error)
                 except TruncatedFile as error:
@@ -441,7 +471,9 @@ class Source:
                     break
                 delay = min(delay * 2, self.options.reconnect_max_s)
         finally:
-            if self.state != StreamState.FAILED:
+            if self.lost:
+                self.state = StreamState.LOST
+            elif self.state != StreamState.FAILED:
                 self.state = StreamState.TRUNCATED if self.truncated else StreamState.ENDED
             self.buffer.close()
 
@@ -459,7 +491,7 @@ class Source:
 
 def stream_name(spec: SourceSpec, taken: Sequence[str]) -> str:
     """A short, credential-free name not in `taken`: `demo`, `video0`, the file's stem, the camera's host_path."""
-    if spec.kind == "file":
+    if spec.kind in ("file", "upload"):
         base = Path(spec.target).stem
     elif spec.kind == "rtsp":
         base = spec.display.split("://", 1)[1].split("@")[-1].replace("/", "_").strip("_")

@@ -1,5 +1,6 @@
-"""The status line printed every few seconds for each stream: what it is (a file, or a live source's state), rates,
-faces, drops (and, under overload, frames thinned and crops skipped) and a file's progress."""
+"""The status lines printed every few seconds: the encoder's (its engine, what `auto` measured for it and what one
+crop costs now), and one for each stream: what it is (a file, or a live source's state), rates, faces, drops (and,
+under overload, frames thinned and crops skipped) and a file's progress."""
 
 from __future__ import annotations
 
@@ -41,3 +42,10 @@ def overload_text(health: StreamHealth) -> str:
         share = 100 * health.crops_skipped / (health.crops_skipped + health.crops_encoded)
         text += f", crops skipped {share:.0f}%"
     return text
+
+
+def engine_line(engine: str, measured_crops_per_s: float | None, seconds_per_crop_now: float | None) -> str:
+    """`encoder openvino-int8 (auto: 295 crops/s measured): 1 crop costs 4.1 ms now`."""
+    chosen = f" (auto: {measured_crops_per_s:.0f} crops/s measured)" if measured_crops_per_s else ""
+    now = f": one crop costs {1000 * seconds_per_crop_now:.1f} ms now" if seconds_per_crop_now else ""
+    return f"encoder {engine}{chosen}{now}"

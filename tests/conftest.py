@@ -1,5 +1,6 @@
-"""Shared fixtures: one random seed-architecture model per session, a cache dir for exported graphs, and a
-score store the dashboard tests point the app at (`db`, `writer`)."""
+"""Shared fixtures: one random seed-architecture model per session, a cache dir for exported graphs, a
+score store the dashboard tests point the app at (`db`, `writer`), and a PostgreSQL server for the session
+(`pg_server`: started on first use, stopped at the end)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 from dashboard import data
 from model.weights import LoadedModel, random_model
 from stream.store import ScoreWriter, open_writer
+from tests.netns import require
+from tests.pg_server import PostgresServer, postgres_server, server_missing
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,13 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def writer(db: Path) -> Iterator[ScoreWriter]:
     with open_writer(db) as store:
         yield store
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on a unix socket in a temp dir (skips without `initdb`; under CI that fails)."""
+    missing = server_missing()
+    if missing is not None:
+        require(missing)
+    with postgres_server() as server:
+        yield server

@@ -45,3 +45,8 @@ def random_temporal(seed: int = 1) -> TemporalNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return TemporalNet().eval()
+
+
+# Tests that only need some engine name one, so none pays for `auto`'s parity gates and micro-benchmark
+# (tests/test_engine_choice.py tests those).
+PIN_ENGINE = ("--cpu-engine", "onnxruntime")

@@ -22,6 +22,10 @@ How a test module uses it (every test in the module runs in one private namespac
 or `with private_network():` around the part of one test that uses the network. Start threads, thread pools,
 event loops and subprocesses inside it: ones made before entering stay in the machine's namespace.
 
+WebRTC peers need a non-loopback address (aioice leaves loopback out of its ICE candidates): `add_veth_pair()`
+gives the namespace a veth pair with both ends inside it (dfs0 10.77.0.1/24, dfs1 10.77.0.2/24), which leads
+nowhere else. The namespace still counts as private with it.
+
 When the system part is missing (no permission to unshare, no `ip`, no GStreamer RTSP server for the system
 Python), `require()` skips the test with the reason, or fails it when the environment variable `CI` is set
 (DESIGN.md: under CI a missing part is an error, not a skip).
@@ -49,6 +53,8 @@ from typing import NoReturn
 import pytest
 
 CLONE_NEWNET = 0x40000000
+VETH = ("dfs0", "dfs1")
+VETH_ADDRESSES = ("10.77.0.1", "10.77.0.2")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -76,8 +82,9 @@ def _interfaces() -> list[str]:
 
 
 def is_private() -> bool:
-    """The calling thread's network namespace has nothing but loopback."""
-    return _interfaces() == ["lo"]
+    """The calling thread's network namespace has nothing but loopback (and, maybe, our veth pair, whose two ends
+    are both inside it)."""
+    return sorted(_interfaces()) in (["lo"], sorted(["lo", *VETH]))
 
 
 def _ip_command() -> str | None:
@@ -118,6 +125,30 @@ def private_network() -> Iterator[None]:
                 raise OSError(ctypes.get_errno(), "setns back to the original network namespace failed")
     finally:
         os.close(original)
+
+
+def add_veth_pair() -> tuple[str, str]:
+    """Give the calling thread's private namespace a non-loopback link for WebRTC peers: the veth pair dfs0
+    (10.77.0.1/24) <-> dfs1 (10.77.0.2/24), both ends inside it, both up. Returns the two addresses; a second call
+    finds the pair in place."""
+    require_private_network()
+    if VETH[0] in _interfaces():
+        return VETH_ADDRESSES
+    ip = _ip_command()
+    if ip is None:
+        require("no `ip` command to add a veth pair in the test's network namespace (Debian: iproute2)")
+    steps = [
+        ["link", "add", VETH[0], "type", "veth", "peer", "name", VETH[1]],
+        *(["addr", "add", f"{address}/24", "dev", name] for name, address in zip(VETH, VETH_ADDRESSES, strict=True)),
+        *(["link", "set", name, "up"] for name in VETH),
+    ]
+    for step in steps:
+        done = subprocess.run([ip, *step], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            require(
+                f"cannot add a veth pair in the private network namespace (ip {' '.join(step)}): {done.stderr.strip()}"
+            )
+    return VETH_ADDRESSES
 
 
 def require_private_network() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.engine import build_engine
+from model.engine import Engine, build_engine
 from model.weights import LoadedModel
 from stream.config import Settings, with_overrides
 from stream.detector import Detector
@@ -54,10 +54,12 @@ def run_specs(
     cache_dir: Path,
     overrides: Mapping[str, Any] | None = None,
     duration_s: float = 120,
+    engine: Engine | None = None,
 ) -> RunResult:
-    """Run parsed sources (named s1, s2, …) through one detector into `db` until they end or `duration_s` passes."""
+    """Run parsed sources (named s1, s2, …) through one detector into `db` until they end or `duration_s` passes;
+    with fp32 ONNX Runtime unless an `engine` is given."""
     settings = detector_settings(db, overrides)
-    engine = build_engine(loaded, "cpu", "onnxruntime", cache_dir)
+    engine = engine or build_engine(loaded, "cpu", "onnxruntime", cache_dir)
     with Detector(settings, [s.display for s in specs], loaded=loaded, engine=engine) as detector:
         for index, spec in enumerate(specs):
             detector.open_source(spec, name=f"s{index + 1}")

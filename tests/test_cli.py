@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests import media
+from tests.helpers import PIN_ENGINE
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "run_stream.py"), *args],
+        [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,6 +15,7 @@ import pytest
 
 from stream.store import open_reader
 from tests import media
+from tests.helpers import PIN_ENGINE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_signal_stops_the_demo_cleanly(tmp_path, signum) -> None:
     db = tmp_path / "demo.db"
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_stream.py"), "demo", "--db", str(db), "--window", "10"],
+        [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, "demo", "--db", str(db), "--window", "10"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -59,7 +60,7 @@ def test_a_signal_stops_the_demo_cleanly(tmp_path, signum) -> None:
 
 def _start_demo(db: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_stream.py"), "demo", "--db", str(db), "--window", "10"],
+        [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, "demo", "--db", str(db), "--window", "10"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -122,7 +123,7 @@ def test_a_killed_detector_keeps_what_it_committed_and_a_restart_is_a_new_sessio
 def test_ctrl_c_during_a_file_says_how_far_it_got_and_exits_130(tmp_path) -> None:
     video = media.write_video(tmp_path / "call.mp4", media.render(media.one_face(), 150))
     db, report = tmp_path / "call.db", tmp_path / "report.json"
-    command = [sys.executable, str(ROOT / "run_stream.py"), str(video), "--realtime", "--window", "10"]
+    command = [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, str(video), "--realtime", "--window", "10"]
     process = subprocess.Popen(
         [*command, "--db", str(db), "--report", str(report)],
         stdout=subprocess.PIPE,
@@ -164,7 +165,7 @@ def test_ctrl_c_during_a_file_says_how_far_it_got_and_exits_130(tmp_path) -> Non
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path) -> None:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_stream.py"), "demo", "--db", str(tmp_path / "s.db")],
+        [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, "demo", "--db", str(tmp_path / "s.db")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -21,20 +21,11 @@ from dashboard.views import card_key
 from model.labels import UNCALIBRATED_WARNING
 from stream.store import open_reader
 from tests import media
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from tests.helpers import PIN_ENGINE
 from tests.netns import private_network, require
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",  # tests run as root
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DETECTOR_TIMEOUT_S = 180
 
 
@@ -79,7 +70,17 @@ def test_face_card_in_the_browser_matches_the_store(tmp_path: Path, engine_cache
 
                 with detector_log.open("wb") as log:
                     detector = subprocess.Popen(
-                        [sys.executable, "run_stream.py", str(video), "--window", "10", "--db", str(db), "--realtime"],
+                        [
+                            sys.executable,
+                            "run_stream.py",
+                            *PIN_ENGINE,
+                            str(video),
+                            "--window",
+                            "10",
+                            "--db",
+                            str(db),
+                            "--realtime",
+                        ],
                         cwd=ROOT,
                         stdout=log,
                         stderr=subprocess.STDOUT,

@@ -22,6 +22,8 @@ from tests.dashboard_store import dashboard
 from tests.helpers import fit_seed_head
 from tests.pipeline_run import run_files
 
+EVALUATED = {"evaluation": {"threshold": 0.5}}  # only an evaluated checkpoint is calibrated
+
 # A new face is cropped from the frame its re-detections confirmed it, this many frames after it appeared.
 CONFIRM_FRAMES = Settings().faces.confirm_frames
 
@@ -52,7 +54,9 @@ def colour_checkpoint(tmp_path_factory, seed_model):
     gray = [crop_face(scene(i), boxes[1]) for i in range(4)]
     fitted = fit_seed_head(seed_model.network, colour, gray)
     path = tmp_path_factory.mktemp("ckpt") / "colour_is_fake.pt"
-    return load_checkpoint(save_checkpoint(fitted, path, window=10, trained_on="test: colour vs gray"))
+    return load_checkpoint(
+        save_checkpoint(fitted, path, window=10, trained_on="test: colour vs gray", metrics=EVALUATED)
+    )
 
 
 def saturation(jpeg: bytes) -> float:

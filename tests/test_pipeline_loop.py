@@ -478,3 +478,23 @@ def test_detector_writes_scores_config_and_summaries_to_the_store(calibrated, tm
         assert (alert.track_id, alert.kind, alert.t_media) == (1, "turned_fake", 11 / FPS)
         [stream] = reader.streams(session_id)
         assert stream.health is not None and stream.health.state == StreamState.ENDED
+
+
+def test_a_command_whose_caller_gave_up_does_not_stop_the_loop(calibrated: LoadedModel) -> None:
+    settings, sink, faces = loop_settings(), RecordingSink(), FaceFactory()
+    pipeline = build(settings, calibrated, sink, faces)
+    abandoned = pipeline.add_source(live_source(settings, stub_producer(always(LEFT_RED), 10_000), "gone"))
+    assert abandoned.cancel()  # e.g. an HTTP request that timed out before the loop drained its command
+    kept = pipeline.add_source(live_source(settings, stub_producer(always(LEFT_RED), 10_000), "kept"))
+    runner = threading.Thread(target=pipeline.run, kwargs={"serve": True})
+    runner.start()
+    try:
+        assert kept.result(timeout=5) is None
+        assert [h.stream_id for h in pipeline.health()] == ["kept"]  # the abandoned one was never started
+        assert pipeline.remove_source("kept").result(timeout=5) is None
+        assert runner.is_alive()
+    finally:
+        pipeline.stop()
+        runner.join(timeout=10)
+        pipeline.close()
+    assert not runner.is_alive()

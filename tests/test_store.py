@@ -1,4 +1,7 @@
-"""The score store: round trips, idempotent writes, sessions, WAL reads during writes, crashes, retention, errors."""
+"""The score store: round trips, idempotent writes, sessions, reads during writes, crashes, retention, errors.
+
+Every test taking the `store` fixture runs against both backends (SQLite, and PostgreSQL on a server the tests
+start: tests/pg_server.py); the ones on SQLite's own file format take `tmp_path` alone."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,6 +37,7 @@ from stream.store import (
     open_reader,
     open_writer,
 )
+from tests.pg_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH = StreamHealth(
@@ -85,15 +90,33 @@ def score(
     return WindowScore(session_id, stream_id, track_id, frame_index, frame_index / 25, 20, p_fake, t, t + 0.5)
 
 
-def spawn_writer(db: Path, body: str) -> subprocess.Popen[str]:
+class Backend:
+    """One backend of the store for one test: `new()` gives a fresh, empty store (a path or a URL)."""
+
+    def __init__(self, name: str, tmp_path: Path, server: PostgresServer | None) -> None:
+        self.name, self.tmp_path, self.server = name, tmp_path, server
+
+    def new(self, relative: str = "s.db") -> Path | str:
+        if self.server is None:
+            return self.tmp_path / relative
+        return self.server.create_database(f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+    return Backend(request.param, tmp_path, server)
+
+
+def spawn_writer(db: Path | str, body: str) -> subprocess.Popen[str]:
     script = WRITER_PRELUDE + textwrap.dedent(body)
     return subprocess.Popen(
         [sys.executable, "-c", script, str(db)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
-def test_round_trip(tmp_path: Path) -> None:
-    db = tmp_path / "runs" / "scores.db"  # parent made by the writer
+def test_round_trip(store: Backend) -> None:
+    db = store.new("runs/scores.db")  # SQLite: the parent is made by the writer
     with open_writer(db) as w:
         sid = w.start_session(INFO, started_at=1000.0)
         w.add_stream(sid, StreamInfo("cam0", "demo", "file"))
@@ -149,19 +172,20 @@ def test_store_is_wal_with_a_schema_version(tmp_path: Path) -> None:
         raw.close()
 
 
-def test_scores_since_and_limit_keep_the_newest_in_frame_order(tmp_path: Path) -> None:
-    with open_writer(tmp_path / "s.db") as w:
+def test_scores_since_and_limit_keep_the_newest_in_frame_order(store: Backend) -> None:
+    db = store.new()
+    with open_writer(db) as w:
         sid = w.start_session(INFO)
         w.write_scores([score(sid, i) for i in range(10)])
-    with open_reader(tmp_path / "s.db") as r:
+    with open_reader(db) as r:
         assert [s.frame_index for s in r.scores(sid, "cam0", 1, limit=3)] == [7, 8, 9]
         assert [s.frame_index for s in r.scores(sid, "cam0", 1, since_t=105.0)] == [5, 6, 7, 8, 9]
         assert [s.frame_index for s in r.scores(sid, "cam0", 1, since_t=105.0, limit=2)] == [8, 9]
         assert r.scores(sid, "cam0", 2) == []
 
 
-def test_resending_is_idempotent(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_resending_is_idempotent(store: Backend) -> None:
+    db = store.new()
     with open_writer(db) as w:
         sid = w.start_session(INFO)
         batch = [score(sid, i) for i in range(4)]
@@ -179,8 +203,8 @@ def test_resending_is_idempotent(tmp_path: Path) -> None:
         assert len(r.verdicts(sid)) == 1
 
 
-def test_face_upsert_keeps_first_thumbnail_and_first_sight(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_face_upsert_keeps_first_thumbnail_and_first_sight(store: Backend) -> None:
+    db = store.new()
     with open_writer(db) as w:
         sid = w.start_session(INFO)
         w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 10.0, 1.0, 1.0, "live", VerdictState.UNSURE, None, 0, b"first"))
@@ -194,8 +218,8 @@ def test_face_upsert_keeps_first_thumbnail_and_first_sight(tmp_path: Path) -> No
         ]
 
 
-def test_uncommitted_batch_is_invisible_until_commit(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_uncommitted_batch_is_invisible_until_commit(store: Backend) -> None:
+    db = store.new()
     with open_writer(db) as w, open_reader(db) as r:
         sid = w.start_session(INFO)
         w.write_scores([score(sid, i) for i in range(3)])
@@ -204,8 +228,8 @@ def test_uncommitted_batch_is_invisible_until_commit(tmp_path: Path) -> None:
         assert len(r.scores(sid, "cam0", 1)) == 3
 
 
-def test_second_session_leaves_the_first_unchanged(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_second_session_leaves_the_first_unchanged(store: Backend) -> None:
+    db = store.new()
     t0 = time.time()
     with open_writer(db) as w:
         first = w.start_session(INFO, started_at=t0)
@@ -226,8 +250,8 @@ def test_second_session_leaves_the_first_unchanged(tmp_path: Path) -> None:
         assert [s.p_fake for s in r.scores(second, "cam0", 1)] == [0.9] * 5
 
 
-def test_reader_never_fails_or_blocks_while_another_process_writes(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_reader_never_fails_or_blocks_while_another_process_writes(store: Backend) -> None:
+    db = store.new()
     # ~50 KB frames make the WAL pass its auto-checkpoint size during the run, so checkpoints happen too.
     writer = spawn_writer(
         db,
@@ -266,8 +290,8 @@ def test_reader_never_fails_or_blocks_while_another_process_writes(tmp_path: Pat
     assert slowest < 1.0, f"a read took {slowest:.2f} s while the writer was writing"
 
 
-def test_killed_writer_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_killed_writer_loses_only_the_uncommitted_batch(store: Backend) -> None:
+    db = store.new()
     writer = spawn_writer(
         db,
         """
@@ -297,8 +321,8 @@ def test_killed_writer_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
         assert len(r.sessions()) == 2
 
 
-def test_retention_deletes_old_sessions_and_their_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "s.db"
+def test_retention_deletes_old_sessions_and_their_rows(store: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = store.new()
     now = time.time()
     with open_writer(db, retention_days=None) as w:
         ended = w.start_session(INFO, started_at=now - 50 * DAY)
@@ -331,9 +355,9 @@ def test_retention_deletes_old_sessions_and_their_rows(tmp_path: Path, monkeypat
 
 
 def test_retention_says_what_it_deleted_and_which_setting_did_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "s.db"
+    db = store.new()
     now = time.time()
     with open_writer(db, retention_days=None) as w:
         old = w.start_session(INFO, started_at=now - 50 * DAY)
@@ -359,8 +383,8 @@ def test_retention_says_what_it_deleted_and_which_setting_did_it(
     assert [r for r in caplog.records if r.name == "deepfake_stream"] == []
 
 
-def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+def test_face_summaries_match_what_was_written(store: Backend) -> None:
+    db = store.new()
     with open_writer(db) as w:
         sid = w.start_session(INFO)
         a = [0.2, 0.4, 0.9, 0.5]
@@ -400,6 +424,7 @@ def test_face_summaries_match_what_was_written(tmp_path: Path) -> None:
 # The columns each schema version added, as SCHEMA_SQL spells them: taking them out, newest first, gives the older
 # schema.
 ADDED_IN = {
+    4: [", service_url TEXT"],
     3: [
         " frames_thinned INTEGER NOT NULL DEFAULT 0,\n    crops_encoded INTEGER NOT NULL DEFAULT 0, "
         "crops_skipped INTEGER NOT NULL DEFAULT 0,",
@@ -451,7 +476,7 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path: Path
         assert r.face_summaries("old")[0].crops_skipped == 0
         assert r.streams(sid) == []  # health without a stream row is not a stream
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         row = conn.execute(
             "SELECT frames_thinned, crops_encoded, crops_skipped FROM health WHERE session_id = ?", (sid,)
         )
@@ -487,13 +512,14 @@ def test_reader_errors_and_empty_store(tmp_path: Path) -> None:
         assert r.sessions() == [] and r.latest_session() is None and r.face_summaries("x") == []
 
 
-def test_closing_twice_is_safe_and_writes_after_close_fail_clearly(tmp_path: Path) -> None:
-    w = open_writer(tmp_path / "s.db")
+def test_closing_twice_is_safe_and_writes_after_close_fail_clearly(store: Backend) -> None:
+    db = store.new()
+    w = open_writer(db)
     sid = w.start_session(INFO)
     w.write_scores([score(sid, 0)])
     w.close()
     w.close()
     with pytest.raises(StoreError, match="closed"):
         w.write_scores([score(sid, 1)])
-    with open_reader(tmp_path / "s.db") as r:
+    with open_reader(db) as r:
         assert len(r.scores(sid, "cam0", 1)) == 1  # close() committed the open batch

@@ -130,10 +130,11 @@ def test_foreign_checkpoints_are_rejected(tmp_path) -> None:
 @pytest.mark.parametrize("arch", ARCHITECTURE_NAMES)
 def test_own_format_round_trips(tmp_path, seed_model, arch) -> None:
     network = seed_model.network if arch == "seed" else random_temporal()
-    path = save_checkpoint(network, tmp_path / f"own-{arch}.pt", window=30, trained_on="test", metrics={"auc": 0.5})
+    metrics = {"auc": 0.5, "evaluation": {"threshold": 0.4}}
+    path = save_checkpoint(network, tmp_path / f"own-{arch}.pt", window=30, trained_on="test", metrics=metrics)
     loaded = load_checkpoint(path)
     assert loaded.arch == arch and loaded.calibrated and loaded.trained_window == 30
-    assert loaded.metrics == {"auc": 0.5}
+    assert loaded.metrics == metrics and loaded.threshold == 0.4
     with torch.inference_mode():
         before = network.encode_frames(_window())
         after = loaded.network.encode_frames(_window())

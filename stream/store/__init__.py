@@ -1,4 +1,5 @@
-"""The score store: writer and reader Protocols, their records, and the SQLite implementation.
+"""The score store: writer and reader Protocols, their records, and two backends behind them: SQLite (a path, the
+embedded default) and PostgreSQL (a `postgresql://` URL, for several detectors writing to one database).
 
 Everything outside this package imports from here (the dashboard imports nothing else from the project).
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 from model.labels import UNCALIBRATED_WARNING
 from stream.scores import Alert, Verdict, VerdictState, WindowScore, band_verdict
 from stream.store.base import ScoreReader, ScoreWriter
+from stream.store.location import PostgresUrl, StoreTarget, local_path, parse_store_target
 from stream.store.records import (
     AlertRow,
     AnnotatedFrame,
@@ -45,6 +47,7 @@ __all__ = [
     "FaceUpdate",
     "FrameRow",
     "HealthRow",
+    "PostgresUrl",
     "Report",
     "ScoreReader",
     "ScoreRow",
@@ -54,6 +57,7 @@ __all__ = [
     "SqliteReader",
     "SqliteWriter",
     "StoreError",
+    "StoreTarget",
     "StreamInfo",
     "StreamReport",
     "StreamRow",
@@ -63,17 +67,37 @@ __all__ = [
     "WindowScore",
     "band_verdict",
     "build_report",
+    "local_path",
     "open_reader",
     "open_writer",
     "overall_verdict",
+    "parse_store_target",
 ]
 
 
-def open_writer(path: str | Path, retention_days: float | None = 30) -> ScoreWriter:
-    """The store's writer for a database path (SQLite, the embedded default)."""
-    return SqliteWriter(path, retention_days=retention_days)
+def _target(path: str | Path | PostgresUrl) -> StoreTarget:
+    """A string is read as a URL before it is read as a path (`postgresql://…` never becomes a SQLite file)."""
+    try:
+        return parse_store_target(path)
+    except ValueError as error:
+        raise StoreError(str(error)) from None
 
 
-def open_reader(path: str | Path) -> ScoreReader:
-    """A read-only view of the store at a database path."""
-    return SqliteReader(path)
+def open_writer(path: str | Path | PostgresUrl, retention_days: float | None = 30) -> ScoreWriter:
+    """The store's writer: SQLite for a path, PostgreSQL for a `postgresql://` URL."""
+    target = _target(path)
+    if isinstance(target, PostgresUrl):
+        from stream.store.postgres import PostgresWriter
+
+        return PostgresWriter(target, retention_days=retention_days)
+    return SqliteWriter(target, retention_days=retention_days)
+
+
+def open_reader(path: str | Path | PostgresUrl) -> ScoreReader:
+    """A read-only view of the store: SQLite for a path, PostgreSQL for a `postgresql://` URL."""
+    target = _target(path)
+    if isinstance(target, PostgresUrl):
+        from stream.store.postgres_reader import PostgresReader
+
+        return PostgresReader(target)
+    return SqliteReader(target)

@@ -40,6 +40,7 @@ class SessionRow(SessionInfo):
     started_at: float
     ended_at: float | None
     last_active: float  # wall-clock of the session's last commit: a session never ended and long idle has died
+    service_url: str | None = None  # where the detector's HTTP service listened (never its token); None: no service
 
     @property
     def info(self) -> SessionInfo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ REPORT_SCHEMA = "deepfake-stream/report/1"
 # A stream's status: how its source ended (or that it is still running), or that it showed no face.
 STATUS_OF_STATE = {
     StreamState.FAILED: "failed",
+    StreamState.LOST: "lost",
     StreamState.TRUNCATED: "truncated",
     StreamState.INTERRUPTED: "interrupted",
     StreamState.STARTING: "running",
@@ -157,8 +159,9 @@ def _stream_report(
     )
 
 
-def build_report(reader: ScoreReader, session_id: str) -> Report:
-    """The report of one stored session (finished or still running)."""
+def build_report(reader: ScoreReader, session_id: str, stream_ids: Collection[str] | None = None) -> Report:
+    """The report of one stored session (finished or still running); `stream_ids`: of those streams only (an
+    upload's report is its session's report with its one stream)."""
     sessions = {s.session_id: s for s in reader.sessions()}
     if session_id not in sessions:
         raise KeyError(f"no session {session_id!r} in the store")
@@ -169,6 +172,7 @@ def build_report(reader: ScoreReader, session_id: str) -> Report:
     streams = [
         _stream_report(reader, session, stream, [f for f in summaries if f.stream_id == stream.stream_id], fake_needed)
         for stream in reader.streams(session_id)
+        if stream_ids is None or stream.stream_id in stream_ids
     ]
     return Report(
         schema=REPORT_SCHEMA,

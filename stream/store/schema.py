@@ -3,8 +3,8 @@ error text both sides use."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
-# health.crops_encoded, health.crops_skipped
+SCHEMA_VERSION = 4  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
+# health.crops_encoded, health.crops_skipped; 4: sessions.service_url
 BUSY_TIMEOUT_S = 10.0
 
 SCHEMA_SQL = """
@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, last_active REAL NOT NULL,
     checkpoint TEXT NOT NULL, calibrated INTEGER NOT NULL, window INTEGER NOT NULL, stride INTEGER NOT NULL,
     window_mode TEXT NOT NULL, threshold REAL NOT NULL, hysteresis REAL NOT NULL, device TEXT NOT NULL,
-    engine TEXT NOT NULL, sources TEXT NOT NULL);
+    engine TEXT NOT NULL, sources TEXT NOT NULL, service_url TEXT);
 CREATE TABLE IF NOT EXISTS streams (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
     PRIMARY KEY (session_id, stream_id)) WITHOUT ROWID;
@@ -46,13 +46,19 @@ CREATE TABLE IF NOT EXISTS frames (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, t REAL NOT NULL, jpeg BLOB NOT NULL,
     PRIMARY KEY (session_id, stream_id));
 """
-# Older stores get the columns later versions added (the tables keep their rows): version 1 both steps, 2 the last.
-MIGRATE_FROM_2 = """
+# Older stores get the columns later versions added (the tables keep their rows): each version every later step.
+MIGRATE_FROM_3 = """
+ALTER TABLE sessions ADD COLUMN service_url TEXT;
+"""
+MIGRATE_FROM_2 = (
+    """
 ALTER TABLE faces ADD COLUMN crops_skipped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE health ADD COLUMN frames_thinned INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE health ADD COLUMN crops_encoded INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE health ADD COLUMN crops_skipped INTEGER NOT NULL DEFAULT 0;
 """
+    + MIGRATE_FROM_3
+)
 MIGRATE_FROM_1 = (
     """
 ALTER TABLE faces ADD COLUMN crops INTEGER NOT NULL DEFAULT 0;
@@ -60,7 +66,7 @@ ALTER TABLE health ADD COLUMN frames_read INTEGER NOT NULL DEFAULT 0;
 """
     + MIGRATE_FROM_2
 )
-MIGRATIONS = {1: MIGRATE_FROM_1, 2: MIGRATE_FROM_2}
+MIGRATIONS = {1: MIGRATE_FROM_1, 2: MIGRATE_FROM_2, 3: MIGRATE_FROM_3}
 
 
 def one_line(error: BaseException | str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import secrets
 import sqlite3
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 from stream.health import StreamHealth
 from stream.scores import Alert, Verdict, VerdictState, WindowScore
+from stream.store.keys import new_session_id
 from stream.store.records import (
     AnnotatedFrame,
     FaceUpdate,
@@ -47,11 +47,6 @@ _SESSION_TABLES = (
     "session_config",
     "sessions",
 )
-
-
-def _new_session_id(started_at: float) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at))
-    return f"{stamp}{int(started_at % 1 * 1000):03d}Z-{secrets.token_hex(3)}"
 
 
 class SqliteWriter:
@@ -116,7 +111,7 @@ class SqliteWriter:
     ) -> str:
         """A new session for this run; `config` (the run's resolved settings) is kept beside it."""
         started_at = time.time() if started_at is None else started_at
-        session_id = _new_session_id(started_at)
+        session_id = new_session_id(started_at)
         removed: dict[str, int] = {}  # rows the retention delete removed, per table
         cutoff = 0.0 if self.retention_days is None else time.time() - self.retention_days * 86400
         with self._write("start session") as conn:
@@ -153,6 +148,12 @@ class SqliteWriter:
             self.retention_days,
             rows or "none",
         )
+
+    def set_service_url(self, session_id: str, url: str) -> None:
+        """Where this session's HTTP service listens (a URL without credentials: the token is never stored)."""
+        with self._write("set service url") as conn:
+            conn.execute("UPDATE sessions SET service_url = ? WHERE session_id = ?", (url, session_id))
+        self.commit()
 
     def add_stream(self, session_id: str, stream: StreamInfo) -> None:
         with self._write("add stream") as conn:

@@ -80,8 +80,8 @@ class SqliteReader:
     def sessions(self) -> list[SessionRow]:
         rows = self._rows(
             "SELECT session_id, started_at, ended_at, last_active, checkpoint, calibrated, window, stride, "
-            "window_mode, threshold, hysteresis, device, engine, sources FROM sessions "
-            "ORDER BY started_at DESC, session_id DESC"
+            f"window_mode, threshold, hysteresis, device, engine, sources, {self._since(4, 'service_url', 'NULL')} "
+            "FROM sessions ORDER BY started_at DESC, session_id DESC"
         )
         return [
             SessionRow(
@@ -99,6 +99,7 @@ class SqliteReader:
                 device=r[11],
                 engine=r[12],
                 sources=json.loads(r[13]),
+                service_url=r[14],
             )
             for r in rows
         ]
@@ -113,14 +114,25 @@ class SqliteReader:
         return json.loads(rows[0][0]) if rows else None
 
     def streams(self, session_id: str) -> list[StreamRow]:
+        return self._streams("s.session_id = ? ORDER BY s.stream_id", (session_id,))
+
+    def streams_of_kind(self, kind: str) -> list[StreamRow]:
+        """The streams of one kind (e.g. `upload`) in every session, newest session first."""
+        return self._streams(
+            "s.kind = ? ORDER BY (SELECT started_at FROM sessions WHERE session_id = s.session_id) DESC, "
+            "s.session_id DESC, s.stream_id",
+            (kind,),
+        )
+
+    def _streams(self, where: str, params: Sequence[Any]) -> list[StreamRow]:
         rows = self._rows(
             "SELECT s.session_id, s.stream_id, s.source, s.kind, h.state, h.fps_in, h.fps_scored, h.frames_dropped, "
             f"h.reconnects, h.last_error, h.t, {self._since(2, 'h.frames_read', '0')}, "
             f"{self._since(3, 'h.frames_thinned', '0')}, {self._since(3, 'h.crops_encoded', '0')}, "
             f"{self._since(3, 'h.crops_skipped', '0')} "
             "FROM streams s LEFT JOIN health h ON h.session_id = s.session_id AND h.stream_id = s.stream_id "
-            "WHERE s.session_id = ? ORDER BY s.stream_id",
-            (session_id,),
+            f"WHERE {where}",
+            params,
         )
         return [StreamRow(*r[:4], None if r[4] is None else _health_row(r)) for r in rows]
 

@@ -1,0 +1,149 @@
+"""`--cpu-engine auto` and the OpenVINO engines: every CPU engine stays within the parity gate's tolerance of the
+PyTorch reference, a deliberately wrong engine is refused and auto falls back, and the choice is cached per
+(weights, calibration, CPU, engine versions) and made again when the checkpoint changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from model.cpu import cpu_description
+from model.engine import Calibration, OnnxEngine, OnnxInt8Engine, TorchEngine, build_engine, cpu_engine_named
+from model.engine_choice import EngineChoice, choice_key, choose_cpu_engine
+from model.openvino_engine import OpenVinoEngine
+from model.parity import P_FAKE_DELTA_MAX, check_parity
+from model.preprocess import crops_to_batch
+from model.weights import LoadedModel, random_model
+from stream.scores import VerdictState
+from stream.sources import parse_source
+from tests import media
+from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model
+from tests.pipeline_run import run_specs
+
+
+@pytest.fixture(scope="module")
+def responsive() -> LoadedModel:
+    return responsive_seed_model()
+
+
+@pytest.fixture(scope="module")
+def calibration() -> Calibration:
+    return Calibration(calibration_crops(), held_back_crops(), 8)
+
+
+@pytest.mark.parametrize("name", ["openvino", "openvino-int8", "onnxruntime-int8"])
+def test_every_cpu_engine_passes_the_gate_against_the_pytorch_reference(name, responsive, calibration, engine_cache):
+    reference = TorchEngine(responsive.network, torch.device("cpu"), precision="fp32")
+    engine = cpu_engine_named(name, responsive, engine_cache, calibration)
+    assert engine.name == name
+    result = check_parity(reference, engine, calibration.held_back, responsive.preprocessing, calibration.window)
+    assert result.passed, result.describe()
+    assert result.p_fake_spread > 0.1  # the head responds, so |dp_fake| is a real test
+    for crops in (calibration.held_back[:1], calibration.held_back[:2], calibration.held_back[:5]):
+        outputs = engine.encode(crops_to_batch(crops))  # static (1, 2) and dynamic batch shapes alike
+        assert outputs.features.shape == (len(crops), 2048) and outputs.logits.shape == (len(crops), 2)
+
+
+def test_openvino_engine_runs_a_static_shape_for_small_batches(responsive, engine_cache, calibration):
+    engine = cpu_engine_named("openvino", responsive, engine_cache, calibration)
+    assert isinstance(engine, OpenVinoEngine)
+    batch = crops_to_batch(calibration.held_back[:3])
+    together = engine.encode(batch).features
+    one_by_one = torch.cat([engine.encode(batch[i : i + 1]).features for i in range(3)])
+    assert torch.allclose(together, one_by_one, atol=1e-4)
+
+
+def broken_int8(name, loaded, cache_dir, calibration):
+    """A candidate made deliberately wrong: int8 calibrated on black crops only."""
+    black = [np.zeros_like(crop) for crop in calibration.fit]
+    return OnnxInt8Engine(loaded, cache_dir, calibration_crops=black)
+
+
+def test_auto_refuses_a_wrong_engine_and_falls_back_to_fp32_with_a_warning(
+    responsive, calibration, tmp_path, caplog
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="deepfake_stream"):
+        engine = choose_cpu_engine(responsive, tmp_path, calibration, ("onnxruntime", "broken"), broken_int8)
+    assert type(engine) is OnnxEngine
+    assert "refused by the parity gate" in caplog.text
+    assert engine.choice.startswith("auto chose onnxruntime at ")
+    assert "broken: refused by the parity gate" in engine.choice
+    (cached,) = tmp_path.glob("engine-choice-*.json")
+    assert '"engine": "onnxruntime"' in cached.read_text()
+
+
+def test_auto_choice_is_cached_and_made_again_for_another_checkpoint(responsive, calibration, tmp_path) -> None:
+    built: list[str] = []
+
+    def counting(name, loaded, cache_dir, calibration):
+        built.append(name)
+        return cpu_engine_named(name, loaded, cache_dir, calibration)
+
+    candidates = ("onnxruntime", "openvino")
+    first = choose_cpu_engine(responsive, tmp_path, calibration, candidates, counting)
+    assert built == ["openvino"] and "cached" not in first.choice
+    assert first.name in candidates and first.choice_rate > 0
+    built.clear()
+    again = choose_cpu_engine(responsive, tmp_path, calibration, candidates, counting)
+    assert "cached" in again.choice and again.name == first.name
+    assert built == ([] if first.name == "onnxruntime" else ["openvino"])  # only the winner is built, no gate
+    built.clear()
+    other = random_model("seed", 123)  # another checkpoint: another key, so measured and gated again
+    assert choice_key(other, calibration, "cpu", candidates) != choice_key(responsive, calibration, "cpu", candidates)
+    changed = choose_cpu_engine(other, tmp_path, calibration, candidates, counting)
+    assert "cached" not in changed.choice and built == ["openvino"]
+    assert len(list(tmp_path.glob("engine-choice-*.json"))) == 2
+
+
+def test_a_corrupt_cache_file_is_chosen_again(responsive, calibration, tmp_path) -> None:
+    candidates = ("onnxruntime",)
+    key = choice_key(responsive, calibration, cpu_description(), candidates)
+    (tmp_path / f"engine-choice-{key}.json").write_text("{not json")
+    engine = choose_cpu_engine(responsive, tmp_path, calibration, candidates)
+    assert "cached" not in engine.choice and type(engine) is OnnxEngine
+
+
+def test_build_engine_auto_goes_through_the_choice(responsive, calibration, tmp_path, monkeypatch) -> None:
+    import model.engine_choice as engine_choice
+
+    monkeypatch.setattr(engine_choice, "CANDIDATES", ("onnxruntime",))  # keep the test short: one candidate
+    engine = build_engine(responsive, "cpu", "auto", tmp_path, calibration)
+    assert engine.choice.startswith("auto chose onnxruntime")
+    with pytest.raises(Exception, match="calibration"):
+        build_engine(responsive, "cpu", "auto", tmp_path)
+
+
+def test_engine_choice_describes_itself() -> None:
+    choice = EngineChoice("openvino-int8", 295.4, {"openvino-int8": 295.4, "onnxruntime": 114.0}, {"x": "no"})
+    assert choice.describe() == (
+        "auto chose openvino-int8 at 295 crops/s (batch 1/4 on this CPU); others onnxruntime 114; not used: x: no"
+    )
+
+
+def test_no_verdict_differs_between_fp32_and_int8_on_a_test_video(tmp_path, engine_cache, calibration) -> None:
+    """The whole pipeline over a video with a colour face (the fitted head: FAKE) and a gray one (REAL), once with fp32
+    ONNX Runtime and once with OpenVINO int8: the same faces, the same verdicts, window scores within the gate."""
+    video = media.write_video(tmp_path / "colour_gray.mkv", media.render(media.colour_and_gray_faces(), 40))
+    loaded = dataclasses.replace(responsive_seed_model(), calibrated=True)  # verdicts may move off UNSURE
+    runs = {}
+    for name in ("onnxruntime", "openvino-int8"):
+        engine = cpu_engine_named(name, loaded, engine_cache, calibration)
+        runs[name] = run_specs([parse_source(str(video))], loaded, tmp_path / f"{name}.db", engine_cache, engine=engine)
+    verdicts = {name: {s.track_id: s.verdict for s in run.summaries} for name, run in runs.items()}
+    assert verdicts["onnxruntime"] == verdicts["openvino-int8"]
+    assert set(verdicts["onnxruntime"].values()) == {VerdictState.FAKE, VerdictState.REAL}
+    p_fake = {}
+    for name, run in runs.items():
+        with run.reader() as reader:
+            p_fake[name] = {
+                (track, score.frame_index): score.p_fake
+                for track in verdicts[name]
+                for score in reader.scores(run.session_id, "s1", track)
+            }
+    assert p_fake["onnxruntime"].keys() == p_fake["openvino-int8"].keys() and len(p_fake["onnxruntime"]) > 20
+    worst = max(abs(p_fake["onnxruntime"][key] - p_fake["openvino-int8"][key]) for key in p_fake["onnxruntime"])
+    assert worst <= P_FAKE_DELTA_MAX, worst
