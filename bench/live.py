@@ -2,7 +2,7 @@
 looping), with 1, 2, 4 and 8 faces on one camera and 4 cameras x 2 faces, each setup once with `auto`'s engine and
 once with fp32 ONNX Runtime, in the same run.
 
-Per setup: the frames each camera delivered, thinned (overload sharing) and dropped; window scores per face per
+Per setup: the frames each camera delivered, thinned (overload sharing, evenly) and dropped (lost otherwise); window scores per face per
 second (slowest and fastest face); face ids per person; crops skipped; capture-to-score latency p50/p95; RSS. The
 targets are same-run ratios: every face keeps one id; the slowest face's scoring rate >= 0.8 x (the engine's own
 crops/s at that batch, measured here, / faces), capped at the frame rate; slowest face >= 0.8 x fastest.
@@ -125,7 +125,7 @@ def run_live(
     target = 0.8 * min(FPS, engine_rate / people)
     frames = sum(s.frames_read for s in sources)
     thinned = sum(h.frames_thinned for h in health.values())
-    dropped = sum(s.dropped for s in sources)
+    dropped = sum(h.frames_dropped for h in health.values())  # lost frames: the buffer's drops less those thinned
     encoded = sum(s.crops or 0 for s in summaries)
     skipped = sum(s.crops_skipped or 0 for s in summaries)
     after_warmup = [m for t, m in rss if t >= WARMUP_S] or [m for _, m in rss]
