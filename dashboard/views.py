@@ -54,9 +54,10 @@ def no_sessions(db: Path) -> None:
 def uncalibrated_banner(session: SessionRow) -> None:
     if not session.calibrated:
         st.error(
-            f"**{UNCALIBRATED_WARNING}**: this run's checkpoint `{session.checkpoint}` is a seeded random model. "
-            "Its scores carry no meaning and every verdict is UNSURE. Put a trained checkpoint in `weights/` and "
-            "restart the detector.",
+            f"**{UNCALIBRATED_WARNING}**: this run's checkpoint `{session.checkpoint}` carries no evaluated "
+            "threshold (a seeded random model, or trained weights not yet evaluated), so its scores mean nothing yet "
+            "and every verdict is UNSURE. Put a trained checkpoint in `weights/` (or calibrate yours with "
+            "`python -m model.evaluate CHECKPOINT DATA --calibrate OUT`) and restart the detector.",
             icon=":material/warning:",
         )
 
