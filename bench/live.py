@@ -2,10 +2,11 @@
 looping), with 1, 2, 4 and 8 faces on one camera and 4 cameras x 2 faces, each setup once with `auto`'s engine and
 once with fp32 ONNX Runtime, in the same run.
 
-Per setup: the frames each camera delivered, thinned (overload sharing, evenly) and dropped (lost otherwise); window scores per face per
-second (slowest and fastest face); face ids per person; crops skipped; capture-to-score latency p50/p95; RSS. The
-targets are same-run ratios: every face keeps one id; the slowest face's scoring rate >= 0.8 x (the engine's own
-crops/s at that batch, measured here, / faces), capped at the frame rate; slowest face >= 0.8 x fastest.
+Per setup: the frames each camera delivered, thinned (overload sharing, evenly) and dropped (lost otherwise); window
+scores per face per second (slowest and fastest face); face ids per person; crops skipped; capture-to-score latency
+p50/p95; RSS. The targets are same-run ratios: every face keeps one id; the slowest face's scoring rate >= 0.8 x
+(the engine's own crops/s at that batch, measured here, / faces), capped at the frame rate; slowest face >= 0.8 x
+fastest.
 
 Run: `.venv/bin/python bench/live.py [--seconds 20] [--faces 1,2,4,8] [--cameras 4x2] [--engines auto,onnxruntime]`;
 `--seconds 600 --faces 1 --cameras ""` is the 10-minute memory soak; `--rtsp` also serves each 1-camera video
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--faces", default="1,2,4,8", help="faces on one camera, one setup each")
     parser.add_argument("--cameras", default="4x2", help="CAMERASxFACES setups, comma-separated ('' for none)")
     parser.add_argument("--engines", default="auto,onnxruntime", help="cpu engines to compare, in the same run")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: then one row per setup (the CUDA engine)")
     parser.add_argument("--rtsp", action="store_true", help="also serve each 1-camera video over RTSP (needs root)")
     args = parser.parse_args()
     setups = [Setup(1, int(f)) for f in args.faces.split(",") if f]
@@ -199,9 +201,9 @@ def main() -> None:
             faces: make_video(folder_path / f"faces{faces}.mp4", faces, 150) for faces in {s.faces for s in setups}
         }
         engines = []
-        for name in args.engines.split(","):
+        for name in args.engines.split(",") if args.device == "cpu" else ["onnxruntime"]:
             settings = with_overrides(Settings(), {"model.cpu_engine": name}, "bench")
-            engines.append(build_engine(loaded, "cpu", name, None, cpu_calibration(settings)))
+            engines.append(build_engine(loaded, args.device, name, None, cpu_calibration(settings)))
         for setup in setups:
             batch = min(setup.cameras * setup.faces, Settings().pipeline.max_batch)
             # Each engine's own crops/s at this batch, measured here: what a fair share per face is judged against.

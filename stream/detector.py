@@ -9,21 +9,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.engine import GATED_CPU_ENGINES, Calibration, Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
-from stream.access import token_guard
 from stream.config import Settings, settings_as_dict
 from stream.cropping import crop_geometry
 from stream.faces import FaceDetector
 from stream.health import StreamHealth
-from stream.metrics import Metrics
 from stream.pipeline import Pipeline
 from stream.scores import with_checkpoint
 from stream.sinks import LogSink, Sink, StoreSink
 from stream.sources import Producer, Source, SourceSpec, parse_source, stream_name
 from stream.store import FaceSummary, ScoreWriter, SessionInfo, local_path, open_writer
 from stream.webhooks import WebhookSink
+
+if TYPE_CHECKING:
+    from stream.metrics import Metrics
 
 log = logging.getLogger("deepfake_stream")
 
@@ -100,6 +102,10 @@ class Detector:
         service = self.settings.service
         sinks: list[Sink] = []
         if service.port is not None:
+            # Imported here: FastAPI and prometheus_client are the service's; a detector without one never loads them.
+            from stream.access import token_guard
+            from stream.metrics import Metrics
+
             model = {"session_id": self.session_id, "checkpoint": self.loaded.name, "engine": self.engine.name}
             model |= {"device": str(self.engine.device), "calibrated": str(self.loaded.calibrated).lower()}
             self.metrics = Metrics({**model, "window": str(self.settings.model.window)}, token_guard(service.token))
