@@ -15,7 +15,7 @@ setup: $(STAMP) $(FACE_MODELS)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
 	touch $@
 
 # One run installs (or verifies) both; touch them so a verified copy older than the venv is not re-checked each time.
@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/live.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/store.py
+	$(PY) bench/cluster.py
 	$(PY) bench/faces.py --row whole_frame=faces.mode:full_frame
 
 lint: setup

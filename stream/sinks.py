@@ -74,8 +74,11 @@ class StoreSink:
     def _write(self, event: Event) -> None:
         session, writer = self.session_id, self.writer
         match event:
-            case WindowScore() | StageTimings() | EncodedBatch():
-                pass  # scores went in one batch above; timings are for live consumers (metrics)
+            case StageTimings():
+                # Once per health interval, streams or not: a service waiting for its first stream stays "running".
+                writer.keep_alive(session)
+            case WindowScore() | EncodedBatch():
+                pass  # scores went in one batch above; batches are for live consumers (metrics)
             case StreamInfo():
                 writer.add_stream(session, event)
             case FaceUpdate():

@@ -238,6 +238,19 @@ def test_the_url_is_in_the_session_row_and_the_token_nowhere(served: Served) -> 
         assert TOKEN.encode() not in path.read_bytes()
 
 
+def test_a_service_waiting_for_streams_keeps_its_session_alive(served: Served) -> None:
+    """Nothing but health timings happen while no stream runs: the session's last_active still moves, so the
+    dashboard shows this detector as running and its controls as available."""
+    db, sid = served.detector.settings.store.db, served.detector.session_id
+
+    def last_active() -> float:
+        with open_reader(db) as reader:
+            return next(s.last_active for s in reader.sessions() if s.session_id == sid)
+
+    first = last_active()
+    assert wait_for(lambda: last_active() > first + 0.5, 10, "the session's last_active to move")
+
+
 def test_an_older_store_gets_the_service_url_column_keeping_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "v3.db"
     with sqlite3.connect(db) as conn:

@@ -24,6 +24,7 @@ from stream.store import (
     SCHEMA_VERSION,
     AlertRow,
     AnnotatedFrame,
+    ClusterCamera,
     FaceRow,
     FaceSummary,
     FaceUpdate,
@@ -424,6 +425,7 @@ def test_face_summaries_match_what_was_written(store: Backend) -> None:
 # The columns each schema version added, as SCHEMA_SQL spells them: taking them out, newest first, gives the older
 # schema.
 ADDED_IN = {
+    5: [SCHEMA_SQL[SCHEMA_SQL.index("CREATE TABLE IF NOT EXISTS cluster_status") :].split(";", 1)[0] + ";"],
     4: [", service_url TEXT"],
     3: [
         " frames_thinned INTEGER NOT NULL DEFAULT 0,\n    crops_encoded INTEGER NOT NULL DEFAULT 0, "
@@ -476,7 +478,7 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path: Path
         assert r.face_summaries("old")[0].crops_skipped == 0
         assert r.streams(sid) == []  # health without a stream row is not a stream
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         row = conn.execute(
             "SELECT frames_thinned, crops_encoded, crops_skipped FROM health WHERE session_id = ?", (sid,)
         )
@@ -523,3 +525,48 @@ def test_closing_twice_is_safe_and_writes_after_close_fail_clearly(store: Backen
         w.write_scores([score(sid, 1)])
     with open_reader(db) as r:
         assert len(r.scores(sid, "cam0", 1)) == 1  # close() committed the open batch
+
+
+def test_cluster_status_is_replaced_per_cluster_and_read_newest_first(store: Backend) -> None:
+    db = store.new()
+    older, newer = "20260101T000000000Z-aaaaaa", "20260102T000000000Z-bbbbbb"
+
+    def row(cluster: str, camera: str, actor: str | None, state: str, t: float) -> ClusterCamera:
+        node = None if actor is None else "127.0.0.1 (abcd1234)"
+        return ClusterCamera(cluster, camera, "rtsp://***@cam/s", actor, node, None, state, t - 1, t, None)
+
+    with open_writer(db) as w:
+        w.write_cluster_status(older, [row(older, "door", "detector-0", "live", 5.0)])
+        w.write_cluster_status(newer, [row(newer, "door", "detector-0", "live", 10.0)])
+        w.write_cluster_status(
+            newer, [row(newer, "door", "detector-1", "assigned", 11.0), row(newer, "yard", None, "unplaced", 11.0)]
+        )
+        w.write_cluster_status(newer, [row(newer, "yard", "detector-1", "live", 12.0)])  # door was removed
+        with pytest.raises(ValueError, match="must be of cluster"):
+            w.write_cluster_status(newer, [row(older, "door", None, "stopped", 13.0)])
+    with open_reader(db) as r:
+        assert r.cluster_status() == [row(newer, "yard", "detector-1", "live", 12.0)]
+        assert r.cluster_status(older) == [row(older, "door", "detector-0", "live", 5.0)]
+        assert r.cluster_status("no-such-cluster") == []
+
+
+def test_cluster_status_of_a_store_no_cluster_wrote_to_is_empty(store: Backend) -> None:
+    db = store.new()
+    with open_writer(db) as w:
+        w.start_session(INFO)
+    with open_reader(db) as r:
+        assert r.cluster_status() == []
+
+
+def test_keep_alive_moves_a_quiet_sessions_last_active(store: Backend) -> None:
+    """A service waiting for its first stream writes nothing else: keep_alive is what shows it is still running."""
+    db = store.new()
+    with open_writer(db) as w, open_reader(db) as r:
+        sid = w.start_session(INFO, started_at=1000.0)
+        w.commit()
+        (before,) = [s.last_active for s in r.sessions() if s.session_id == sid]
+        time.sleep(0.05)
+        w.keep_alive(sid)
+        w.commit()
+        (after,) = [s.last_active for s in r.sessions() if s.session_id == sid]
+    assert after > before

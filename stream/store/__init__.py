@@ -15,6 +15,7 @@ from stream.store.location import PostgresUrl, StoreTarget, local_path, parse_st
 from stream.store.records import (
     AlertRow,
     AnnotatedFrame,
+    ClusterCamera,
     FaceRow,
     FaceSummary,
     FaceUpdate,
@@ -41,6 +42,7 @@ __all__ = [
     "Alert",
     "AlertRow",
     "AnnotatedFrame",
+    "ClusterCamera",
     "FaceReport",
     "FaceRow",
     "FaceSummary",

@@ -22,6 +22,13 @@ PG_FIRST_VERSION = 4
 LOCK_KEY = 0x6466_7374_6F72_65
 _TEXT = 'TEXT COLLATE "C"'
 
+# Version 5: where each camera of a cluster of detectors runs (stream/cluster.py writes it).
+_CLUSTER_STATUS_SQL = f"""CREATE TABLE IF NOT EXISTS cluster_status (
+    cluster_id {_TEXT} NOT NULL, camera {_TEXT} NOT NULL, source TEXT NOT NULL, actor TEXT, node TEXT,
+    session_id TEXT, state TEXT NOT NULL, since DOUBLE PRECISION NOT NULL, t DOUBLE PRECISION NOT NULL, detail TEXT,
+    PRIMARY KEY (cluster_id, camera));
+"""
+
 PG_SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -66,9 +73,9 @@ CREATE TABLE IF NOT EXISTS session_config (session_id {_TEXT} PRIMARY KEY, confi
 CREATE TABLE IF NOT EXISTS frames (
     session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, t DOUBLE PRECISION NOT NULL, jpeg BYTEA NOT NULL,
     PRIMARY KEY (session_id, stream_id));
-"""
-# From version N to SCHEMA_VERSION: run each step from N on, in order (none yet: version 4 is the first).
-PG_MIGRATIONS: dict[int, str] = {}
+{_CLUSTER_STATUS_SQL}"""
+# From version N to SCHEMA_VERSION: run each step from N on, in order.
+PG_MIGRATIONS: dict[int, str] = {4: _CLUSTER_STATUS_SQL}
 PARTITION_NAME = re.compile(r"^scores_p(\d{8})$")
 
 

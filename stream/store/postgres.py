@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, astuple, fields
 from operator import attrgetter
 from typing import Any
 
@@ -33,7 +33,7 @@ from stream.store.pg_schema import (
     create_partition_sql,
     migration_steps,
 )
-from stream.store.records import AnnotatedFrame, FaceUpdate, SessionInfo, StoreError, StreamInfo
+from stream.store.records import AnnotatedFrame, ClusterCamera, FaceUpdate, SessionInfo, StoreError, StreamInfo
 from stream.store.schema import SCHEMA_VERSION, one_line
 
 log = logging.getLogger("deepfake_stream")
@@ -241,6 +241,11 @@ class PostgresWriter:
         self._queue("UPDATE sessions SET service_url = %s WHERE session_id = %s", (url, session_id))
         self.commit()
 
+    def keep_alive(self, session_id: str) -> None:
+        """The session is running though it wrote nothing new (a service waiting for streams): its last_active
+        moves at the next commit, so the dashboard does not take it for dead."""
+        self._queue("UPDATE sessions SET last_active = %s WHERE session_id = %s", (time.time(), session_id))
+
     def add_stream(self, session_id: str, stream: StreamInfo) -> None:
         self._queue(
             "INSERT INTO streams VALUES (%s, %s, %s, %s) ON CONFLICT (session_id, stream_id) DO UPDATE SET "
@@ -324,6 +329,25 @@ class PostgresWriter:
             "t = excluded.t, jpeg = excluded.jpeg",
             (session_id, frame.stream_id, frame.t, frame.jpeg),
         )
+
+    def write_cluster_status(self, cluster_id: str, cameras: Sequence[ClusterCamera]) -> None:
+        """A cluster's placement as it is now (stream/cluster.py): one row per camera given, the cluster's rows for
+        cameras no longer listed deleted; committed at once."""
+        if any(c.cluster_id != cluster_id for c in cameras):
+            raise ValueError(f"every row must be of cluster {cluster_id}")
+        self._queue(
+            "DELETE FROM cluster_status WHERE cluster_id = %s AND camera <> ALL(%s)",
+            (cluster_id, [c.camera for c in cameras]),
+        )
+        columns = [f.name for f in fields(ClusterCamera)]
+        for camera in cameras:
+            self._queue(
+                f"INSERT INTO cluster_status VALUES ({', '.join(['%s'] * len(columns))}) "
+                "ON CONFLICT (cluster_id, camera) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in columns[2:]),
+                astuple(camera),
+            )
+        self.commit()
 
     def commit(self) -> None:
         """Send the queued batch in one transaction; a killed process loses only what came after. A refused batch

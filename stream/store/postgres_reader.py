@@ -17,6 +17,7 @@ from stream.store.location import PostgresUrl
 from stream.store.postgres import CONNECT_TIMEOUT_S, connect, newer_schema_error, stored_version
 from stream.store.records import (
     AlertRow,
+    ClusterCamera,
     FaceRow,
     FaceSummary,
     FrameRow,
@@ -204,6 +205,19 @@ class PostgresReader:
             (session_id, session_id),
         )
         return [FaceSummary(*r[:7], VerdictState(r[7]), *r[8:]) for r in rows]
+
+    def cluster_status(self, cluster_id: str | None = None) -> list[ClusterCamera]:
+        """Where each camera of a cluster of detectors runs, by camera: the newest cluster's unless `cluster_id` names
+        one; none in a database no cluster wrote to (or older than schema 5)."""
+        present = self._rows("SELECT to_regclass('cluster_status') IS NOT NULL")
+        if not present or not present[0][0]:
+            return []
+        rows = self._rows(
+            "SELECT * FROM cluster_status "
+            "WHERE cluster_id = COALESCE(%s, (SELECT MAX(cluster_id) FROM cluster_status)) ORDER BY camera",
+            (cluster_id,),
+        )
+        return [ClusterCamera(*r) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -160,3 +160,20 @@ class FaceSummary:
     max_p_fake: float | None
     crops: int | None = None  # crops encoded; only the detector that saw the face knows (None from the store)
     crops_skipped: int | None = None  # crops not encoded under overload (None: a store older than schema 3)
+
+
+@dataclass(frozen=True)
+class ClusterCamera:
+    """Where one camera of a cluster of detectors runs (`python -m stream.cluster`), as its coordinator last saw it:
+    the store's `cluster_status` table, one row per (cluster, camera), so a dashboard can show the placement."""
+
+    cluster_id: str  # the coordinator's run (ids sort by start time, like session ids)
+    camera: str  # the camera's name in cameras.yaml: the stream id its detector scores it under
+    source: str  # redacted: no credentials
+    actor: str | None  # the detector actor that runs it; None while no detector has room for it
+    node: str | None  # the Ray node that actor is on
+    session_id: str | None  # the detector's store session its scores go to
+    state: str  # assigned | running | reconnecting | failed | unplaced | stopped
+    since: float  # wall-clock: when it took this actor and state
+    t: float  # wall-clock: when the coordinator last wrote this row
+    detail: str | None = None  # the last error, one line

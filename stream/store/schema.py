@@ -3,8 +3,8 @@ error text both sides use."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
-# health.crops_encoded, health.crops_skipped; 4: sessions.service_url
+SCHEMA_VERSION = 5  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
+# health.crops_encoded, health.crops_skipped; 4: sessions.service_url; 5: the cluster_status table
 BUSY_TIMEOUT_S = 10.0
 
 SCHEMA_SQL = """
@@ -45,8 +45,13 @@ CREATE TABLE IF NOT EXISTS session_config (session_id TEXT PRIMARY KEY, config T
 CREATE TABLE IF NOT EXISTS frames (
     session_id TEXT NOT NULL, stream_id TEXT NOT NULL, t REAL NOT NULL, jpeg BLOB NOT NULL,
     PRIMARY KEY (session_id, stream_id));
+CREATE TABLE IF NOT EXISTS cluster_status (
+    cluster_id TEXT NOT NULL, camera TEXT NOT NULL, source TEXT NOT NULL, actor TEXT, node TEXT, session_id TEXT,
+    state TEXT NOT NULL, since REAL NOT NULL, t REAL NOT NULL, detail TEXT,
+    PRIMARY KEY (cluster_id, camera)) WITHOUT ROWID;
 """
 # Older stores get the columns later versions added (the tables keep their rows): each version every later step.
+# Version 5 only added a table, which SCHEMA_SQL's CREATE TABLE IF NOT EXISTS makes in any older store.
 MIGRATE_FROM_3 = """
 ALTER TABLE sessions ADD COLUMN service_url TEXT;
 """

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, astuple, fields
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from stream.scores import Alert, Verdict, VerdictState, WindowScore
 from stream.store.keys import new_session_id
 from stream.store.records import (
     AnnotatedFrame,
+    ClusterCamera,
     FaceUpdate,
     SessionInfo,
     StoreError,
@@ -155,6 +156,12 @@ class SqliteWriter:
             conn.execute("UPDATE sessions SET service_url = ? WHERE session_id = ?", (url, session_id))
         self.commit()
 
+    def keep_alive(self, session_id: str) -> None:
+        """The session is running though it wrote nothing new (a service waiting for streams): its last_active
+        moves at the next commit, so the dashboard does not take it for dead."""
+        with self._write("keep alive") as conn:
+            conn.execute("UPDATE sessions SET last_active = ? WHERE session_id = ?", (time.time(), session_id))
+
     def add_stream(self, session_id: str, stream: StreamInfo) -> None:
         with self._write("add stream") as conn:
             conn.execute(
@@ -251,6 +258,23 @@ class SqliteWriter:
             conn.execute(
                 "INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?)", (session_id, frame.stream_id, frame.t, frame.jpeg)
             )
+
+    def write_cluster_status(self, cluster_id: str, cameras: Sequence[ClusterCamera]) -> None:
+        """A cluster's placement as it is now (stream/cluster.py): one row per camera given, the cluster's rows for
+        cameras no longer listed deleted; committed at once."""
+        if any(c.cluster_id != cluster_id for c in cameras):
+            raise ValueError(f"every row must be of cluster {cluster_id}")
+        names = [c.camera for c in cameras]
+        with self._write("write cluster status") as conn:
+            conn.execute(
+                f"DELETE FROM cluster_status WHERE cluster_id = ? AND camera NOT IN ({', '.join('?' * len(names))})",
+                (cluster_id, *names),
+            )
+            conn.executemany(
+                f"INSERT OR REPLACE INTO cluster_status VALUES ({', '.join('?' * len(fields(ClusterCamera)))})",
+                [astuple(c) for c in cameras],
+            )
+        self.commit()
 
     def commit(self) -> None:
         """Make the batch durable and visible to readers; a killed process loses only what came after."""

@@ -13,6 +13,7 @@ from stream.health import StreamState
 from stream.scores import VerdictState
 from stream.store.records import (
     AlertRow,
+    ClusterCamera,
     FaceRow,
     FaceSummary,
     FrameRow,
@@ -206,6 +207,20 @@ class SqliteReader:
             (session_id, session_id),
         )
         return [FaceSummary(*r[:7], VerdictState(r[7]), *r[8:]) for r in rows]
+
+    def cluster_status(self, cluster_id: str | None = None) -> list[ClusterCamera]:
+        """Where each camera of a cluster of detectors runs, by camera: the newest cluster's unless `cluster_id` names
+        one; none in a store no cluster wrote to (or older than schema 5)."""
+        if not self._ready:
+            self._rows("SELECT 1")  # learns the version
+        if self._version < 5:
+            return []
+        rows = self._rows(
+            "SELECT * FROM cluster_status WHERE cluster_id = COALESCE(?, (SELECT MAX(cluster_id) FROM cluster_status)) "
+            "ORDER BY camera",
+            (cluster_id,),
+        )
+        return [ClusterCamera(*r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
