@@ -17,7 +17,7 @@ from dashboard import data, views
 from dashboard.access import is_loopback
 from dashboard.control import Control, ControlError, redact
 from dashboard.detectors import Target
-from stream.store import StreamRow
+from stream.store import StoreError, StreamRow
 
 STREAMS_REFRESH_S = 1.0
 RUNNING_STATES = ("starting", "live", "reconnecting")
@@ -66,6 +66,7 @@ def source_reference(kind: str, text: str, user: str = "", password: str = "") -
 
 def cameras_page(db: Path, target: Target) -> None:
     st.title("Cameras")
+    st.fragment(cluster_section, run_every=STREAMS_REFRESH_S)(db)
     if target.control is None or target.detector is None:
         st.info(target.reason or "no detector service", icon=":material/block:")
         return
@@ -76,6 +77,38 @@ def cameras_page(db: Path, target: Target) -> None:
     add_form(target.control)
     st.subheader("Streams")
     st.fragment(streams_list, run_every=STREAMS_REFRESH_S)(db, target.detector.session.session_id, target.control)
+
+
+def cluster_section(db: Path) -> None:
+    """Where the newest cluster of detectors (`python -m stream.cluster`) runs each camera, as its coordinator last
+    wrote it to the store; nothing when no cluster wrote to this store."""
+    try:
+        with data.open_store(db) as reader:
+            cameras = [] if reader is None else reader.cluster_status()
+    except StoreError as error:
+        st.error(str(error), icon=":material/error:")
+        return
+    if not cameras:
+        return
+    st.subheader("Cluster")
+    newest = max(camera.t for camera in cameras)
+    st.caption(f"cluster `{cameras[0].cluster_id}`, as its coordinator saw it at {data.wall_time(newest)}")
+    st.dataframe(
+        [
+            {
+                "camera": camera.camera,
+                "state": camera.state,
+                "detector": camera.actor or "(none free)",
+                "node": camera.node or "",
+                "since": data.wall_time(camera.since),
+                "session": camera.session_id or "",
+                "detail": redact(camera.detail or ""),
+            }
+            for camera in cameras
+        ],
+        hide_index=True,
+        width="stretch",
+    )
 
 
 def add_form(control: Control) -> None:

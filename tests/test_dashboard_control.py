@@ -24,7 +24,7 @@ from model.labels import UNCALIBRATED_WARNING
 from model.weights import LoadedModel
 from stream.health import StreamHealth, StreamState
 from stream.scores import VerdictState
-from stream.store import StreamInfo, build_report, open_reader, open_writer
+from stream.store import ClusterCamera, StreamInfo, build_report, open_reader, open_writer
 from tests import media
 from tests.dashboard_store import APP, INFO, ROOT, Run
 from tests.netns import RtspServer, private_network
@@ -359,3 +359,38 @@ def test_off_loopback_the_dashboard_needs_a_password(tmp_path: Path, monkeypatch
     )
     assert done.returncode == 2
     assert one_line(done.stderr.strip()).startswith("error: refusing to serve the dashboard on 0.0.0.0")
+
+
+def test_the_cameras_page_shows_where_a_cluster_runs_each_camera(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "runs" / "deepfake.db"
+    monkeypatch.setenv(data.DB_ENV, str(db))
+    monkeypatch.delenv(access.PASSWORD_ENV, raising=False)
+    now = time.time()
+    cameras = [
+        ClusterCamera(
+            "c1",
+            "door",
+            "rtsp://***@door/cam",
+            "detector-0",
+            "node-a",
+            "s-1",
+            "reconnecting",
+            now - 60,
+            now,
+            "rtsp://admin:secret@door/cam timed out",  # a detail that still carries a password is redacted
+        ),
+        ClusterCamera("c1", "hall", "hall.mp4", None, None, None, "unplaced", now - 5, now, "no detector has room"),
+    ]
+    with open_writer(db) as writer:
+        Run(writer)
+        writer.write_cluster_status("c1", cameras)
+        writer.commit()
+    at = open_page("cameras")
+    assert_clean(at)
+    assert "Cluster" in texts(at) and "cluster `c1`" in texts(at)
+    table = at.dataframe[0].value
+    assert list(table["camera"]) == ["door", "hall"]
+    assert list(table["state"]) == ["reconnecting", "unplaced"] and list(table["node"]) == ["node-a", ""]
+    assert list(table["detail"]) == ["rtsp://***@door/cam timed out", "no detector has room"]
