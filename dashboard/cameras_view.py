@@ -17,7 +17,7 @@ from dashboard import data, views
 from dashboard.access import is_loopback
 from dashboard.control import Control, ControlError, redact
 from dashboard.detectors import Target
-from stream.store import StoreError, StreamRow
+from stream.store import ClusterCamera, StoreError, StreamRow
 
 STREAMS_REFRESH_S = 1.0
 RUNNING_STATES = ("starting", "live", "reconnecting")
@@ -66,7 +66,8 @@ def source_reference(kind: str, text: str, user: str = "", password: str = "") -
 
 def cameras_page(db: Path, target: Target) -> None:
     st.title("Cameras")
-    st.fragment(cluster_section, run_every=STREAMS_REFRESH_S)(db)
+    if cluster_rows(db):  # a refreshing part only where a cluster wrote to this store: it reruns every second
+        st.fragment(cluster_section, run_every=STREAMS_REFRESH_S)(db)
     if target.control is None or target.detector is None:
         st.info(target.reason or "no detector service", icon=":material/block:")
         return
@@ -79,15 +80,19 @@ def cameras_page(db: Path, target: Target) -> None:
     st.fragment(streams_list, run_every=STREAMS_REFRESH_S)(db, target.detector.session.session_id, target.control)
 
 
-def cluster_section(db: Path) -> None:
-    """Where the newest cluster of detectors (`python -m stream.cluster`) runs each camera, as its coordinator last
-    wrote it to the store; nothing when no cluster wrote to this store."""
+def cluster_rows(db: Path) -> list[ClusterCamera]:
+    """The newest cluster's placement in this store (none where no cluster wrote, or the store cannot be read)."""
     try:
         with data.open_store(db) as reader:
-            cameras = [] if reader is None else reader.cluster_status()
-    except StoreError as error:
-        st.error(str(error), icon=":material/error:")
-        return
+            return [] if reader is None else reader.cluster_status()
+    except StoreError:
+        return []
+
+
+def cluster_section(db: Path) -> None:
+    """Where the newest cluster of detectors (`python -m stream.cluster`) runs each camera, as its coordinator last
+    wrote it to the store."""
+    cameras = cluster_rows(db)
     if not cameras:
         return
     st.subheader("Cluster")
