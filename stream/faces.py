@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,17 +46,42 @@ class BoxMapping:
         return (left, top, left + self.scale_w * w, top + self.scale_h * h)
 
 
+# MediaPipe's native layer warns once per process, from one of its own threads and a little after the first frame's
+# detect() has returned, that the input tensor was not aligned. The first warm-up waits for that line (bounded).
+ALIGNMENT_WARNING = b"Input tensor memory is not aligned"
+FIRST_WARNING_WAIT_S = 3.0
+_first_warning = threading.Event()  # set once the line was swallowed (or waited for) in this process
+
+
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """MediaPipe's C++ layer prints dozens of log lines while loading a model; keep the user's terminal clean."""
+def _native_stderr_silenced(wait_for_first_warning: bool = False) -> Iterator[None]:
+    """MediaPipe's C++ layer prints dozens of log lines while loading a model; keep the user's terminal clean: fd 2
+    goes to a pipe that a thread drains (a pipe that filled up would block the native threads) and drops."""
     saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    seen = threading.Event()
+
+    def drain() -> None:
+        tail = b""
+        while chunk := os.read(read_end, 65536):
+            tail = (tail + chunk)[-4096:]
+            if ALIGNMENT_WARNING in tail:
+                seen.set()
+
+    drainer = threading.Thread(target=drain, name="native-log", daemon=True)
+    drainer.start()
     try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
+        os.dup2(write_end, 2)
+        yield
+        if wait_for_first_warning and not _first_warning.is_set():
+            seen.wait(FIRST_WARNING_WAIT_S)
+            _first_warning.set()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+        os.close(write_end)
+        drainer.join(1.0)
+        os.close(read_end)
 
 
 class FaceDetector:
@@ -81,13 +106,12 @@ class FaceDetector:
             min_detection_confidence=min_score,
             min_suppression_threshold=suppression,
         )
-        with _native_stderr_silenced():
+        with _native_stderr_silenced(wait_for_first_warning=True):
             self._detector = vision.FaceDetector.create_from_options(options)
-            # The native layer logs a warning about tensor alignment on a detector's first frame (sometimes a
+            # The native layer's once-per-process warning about tensor alignment comes with the first frame (a
             # little after the call returns): give it that frame here, where its output is silenced.
             blank = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
             self._detector.detect_for_video(blank, 0)
-            time.sleep(0.05)
         self._mapping = mapping or BoxMapping()
         self._last_timestamp_ms = 0  # the warm-up frame's
         self._closed = False
@@ -169,12 +193,11 @@ class CropFaceDetector:
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=min_score,
         )
-        with _native_stderr_silenced():
+        with _native_stderr_silenced(wait_for_first_warning=True):
             self._detector = vision.FaceDetector.create_from_options(options)
             # As in FaceDetector: the native layer's first-frame warning goes to the silenced stderr.
             blank = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
             self._detector.detect(blank)
-            time.sleep(0.05)
         self._mapping = mapping or SHORT_RANGE_BOX_MAPPING
         self._input_size = input_size
         self._closed = False
