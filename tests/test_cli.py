@@ -62,7 +62,12 @@ def test_the_demo_runs_for_a_duration(tmp_path) -> None:
     assert len(scored) >= 2, stream  # the demo's two faces are both scored
     assert stream["stream_id"] == "demo" and stream["status"] == "ok"  # a live source stopped on time ended well
     assert all(f["verdict"] == "UNSURE" for f in stream["faces"])
-    assert "InitGoogle" not in done.stderr and "W0000" not in done.stderr  # MediaPipe's native log stays quiet
+    # MediaPipe's native log stays quiet, but for one known line: its once-per-process warning about tensor
+    # alignment, which a native thread prints some time after a detect() (stream/faces.py swallows it during the
+    # warm-up when it comes then; in a loaded fresh-clone run it came ~4 s later, with its "before InitGoogle" line).
+    known = ("Logging before InitGoogle() is written to STDERR", "Input tensor memory is not aligned")
+    others = [line for line in done.stderr.splitlines() if not any(text in line for text in known)]
+    assert not [line for line in others if "InitGoogle" in line or line.startswith(("W0000", "I0000", "E0000"))]
 
 
 def _bad_inputs(tmp_path: Path, face_video: Path) -> dict[str, tuple[list[str], str]]:
