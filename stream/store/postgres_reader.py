@@ -11,8 +11,6 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from stream.health import StreamState
-from stream.scores import VerdictState
 from stream.store.location import PostgresUrl
 from stream.store.postgres import CONNECT_TIMEOUT_S, connect, newer_schema_error, stored_version
 from stream.store.records import (
@@ -21,31 +19,19 @@ from stream.store.records import (
     FaceRow,
     FaceSummary,
     FrameRow,
-    HealthRow,
     ScoreRow,
     SessionRow,
     StoreError,
     StreamRow,
     VerdictRow,
 )
+from stream.store.rows import face_row, face_summary, session_row, stream_row, verdict_row
 from stream.store.schema import SCHEMA_VERSION, one_line
 
 _SESSION_COLUMNS = (
     'session_id, started_at, ended_at, last_active, checkpoint, calibrated, "window", stride, window_mode, '
     "threshold, hysteresis, device, engine, sources, service_url"
 )
-
-
-def _health_row(r: Sequence[Any]) -> HealthRow:
-    return HealthRow(
-        r[1],
-        StreamState(r[4]),
-        *r[5:11],
-        frames_read=r[11],
-        frames_thinned=r[12],
-        crops_encoded=r[13],
-        crops_skipped=r[14],
-    )
 
 
 class PostgresReader:
@@ -90,26 +76,7 @@ class PostgresReader:
 
     def sessions(self) -> list[SessionRow]:
         rows = self._rows(f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY started_at DESC, session_id DESC")
-        return [
-            SessionRow(
-                session_id=r[0],
-                started_at=r[1],
-                ended_at=r[2],
-                last_active=r[3],
-                checkpoint=r[4],
-                calibrated=bool(r[5]),
-                window=r[6],
-                stride=r[7],
-                window_mode=r[8],
-                threshold=r[9],
-                hysteresis=r[10],
-                device=r[11],
-                engine=r[12],
-                sources=json.loads(r[13]),
-                service_url=r[14],
-            )
-            for r in rows
-        ]
+        return [session_row(r) for r in rows]
 
     def latest_session(self) -> SessionRow | None:
         sessions = self.sessions()
@@ -138,7 +105,7 @@ class PostgresReader:
             f"WHERE {where}",
             params,
         )
-        return [StreamRow(*r[:4], None if r[4] is None else _health_row(r)) for r in rows]
+        return [stream_row(r) for r in rows]
 
     def faces(self, session_id: str, stream_id: str | None = None) -> list[FaceRow]:
         rows = self._rows(
@@ -148,7 +115,7 @@ class PostgresReader:
             "ORDER BY stream_id, track_id",
             (session_id, stream_id, stream_id),
         )
-        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:13], crops=r[13], crops_skipped=r[14]) for r in rows]
+        return [face_row(r) for r in rows]
 
     def scores(
         self,
@@ -175,7 +142,7 @@ class PostgresReader:
             "ORDER BY since, stream_id, track_id",
             (session_id, stream_id, stream_id, track_id, track_id),
         )
-        return [VerdictRow(*r[:3], VerdictState(r[3]), *r[4:]) for r in rows]
+        return [verdict_row(r) for r in rows]
 
     def alerts(self, session_id: str, stream_id: str | None = None) -> list[AlertRow]:
         rows = self._rows(
@@ -204,7 +171,7 @@ class PostgresReader:
             "WHERE f.session_id = %s ORDER BY f.stream_id, f.track_id",
             (session_id, session_id),
         )
-        return [FaceSummary(*r[:7], VerdictState(r[7]), *r[8:]) for r in rows]
+        return [face_summary(r) for r in rows]
 
     def cluster_status(self, cluster_id: str | None = None) -> list[ClusterCamera]:
         """Where each camera of a cluster of detectors runs, by camera: the newest cluster's unless `cluster_id` names

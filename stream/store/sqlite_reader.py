@@ -9,35 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stream.health import StreamState
-from stream.scores import VerdictState
 from stream.store.records import (
     AlertRow,
     ClusterCamera,
     FaceRow,
     FaceSummary,
     FrameRow,
-    HealthRow,
     ScoreRow,
     SessionRow,
     StoreError,
     StreamRow,
     VerdictRow,
 )
+from stream.store.rows import face_row, face_summary, session_row, stream_row, verdict_row
 from stream.store.schema import BUSY_TIMEOUT_S, one_line
-
-
-def _health_row(r: Sequence[Any]) -> HealthRow:
-    """A `streams` query row (stream, health columns from its fifth on) as the stream's health."""
-    return HealthRow(
-        r[1],
-        StreamState(r[4]),
-        *r[5:11],
-        frames_read=r[11],
-        frames_thinned=r[12],
-        crops_encoded=r[13],
-        crops_skipped=r[14],
-    )
 
 
 class SqliteReader:
@@ -84,26 +69,7 @@ class SqliteReader:
             f"window_mode, threshold, hysteresis, device, engine, sources, {self._since(4, 'service_url', 'NULL')} "
             "FROM sessions ORDER BY started_at DESC, session_id DESC"
         )
-        return [
-            SessionRow(
-                session_id=r[0],
-                started_at=r[1],
-                ended_at=r[2],
-                last_active=r[3],
-                checkpoint=r[4],
-                calibrated=bool(r[5]),
-                window=r[6],
-                stride=r[7],
-                window_mode=r[8],
-                threshold=r[9],
-                hysteresis=r[10],
-                device=r[11],
-                engine=r[12],
-                sources=json.loads(r[13]),
-                service_url=r[14],
-            )
-            for r in rows
-        ]
+        return [session_row(r) for r in rows]
 
     def latest_session(self) -> SessionRow | None:
         sessions = self.sessions()
@@ -135,7 +101,7 @@ class SqliteReader:
             f"WHERE {where}",
             params,
         )
-        return [StreamRow(*r[:4], None if r[4] is None else _health_row(r)) for r in rows]
+        return [stream_row(r) for r in rows]
 
     def _since(self, version: int, column: str, fallback: str) -> str:
         """`column`, or `fallback` in a store written before schema `version` added it (never migrated when
@@ -152,7 +118,7 @@ class SqliteReader:
             "WHERE session_id = ? AND (? IS NULL OR stream_id = ?) ORDER BY stream_id, track_id",
             (session_id, stream_id, stream_id),
         )
-        return [FaceRow(*r[:7], VerdictState(r[7]), *r[8:13], crops=r[13], crops_skipped=r[14]) for r in rows]
+        return [face_row(r) for r in rows]
 
     def scores(
         self,
@@ -177,7 +143,7 @@ class SqliteReader:
             "AND (? IS NULL OR stream_id = ?) AND (? IS NULL OR track_id = ?) ORDER BY since, stream_id, track_id",
             (session_id, stream_id, stream_id, track_id, track_id),
         )
-        return [VerdictRow(*r[:3], VerdictState(r[3]), *r[4:]) for r in rows]
+        return [verdict_row(r) for r in rows]
 
     def alerts(self, session_id: str, stream_id: str | None = None) -> list[AlertRow]:
         rows = self._rows(
@@ -206,7 +172,7 @@ class SqliteReader:
             "WHERE f.session_id = ? ORDER BY f.stream_id, f.track_id",
             (session_id, session_id),
         )
-        return [FaceSummary(*r[:7], VerdictState(r[7]), *r[8:]) for r in rows]
+        return [face_summary(r) for r in rows]
 
     def cluster_status(self, cluster_id: str | None = None) -> list[ClusterCamera]:
         """Where each camera of a cluster of detectors runs, by camera: the newest cluster's unless `cluster_id` names
