@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 # One run installs (or verifies) both; touch them so a verified copy older than the venv is not re-checked each time.
 $(FACE_MODELS) &: $(STAMP)
-	$(PY) -m stream.face_model
+	$(PY) -m stream.faces.model_files
 	touch $(FACE_MODELS)
 
 run: setup

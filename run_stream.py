@@ -25,16 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model.labels import MAX_WINDOW, MIN_WINDOW, UNCALIBRATED_WARNING
+from stream.network import TOKEN_ENV
 
 if TYPE_CHECKING:
+    from stream.capture.sources import SourceSpec
     from stream.config import Settings
     from stream.detector import Detector
-    from stream.sources import SourceSpec
     from stream.store import Report
 
 log = logging.getLogger("deepfake_stream")
 EXIT_INTERRUPTED = 130  # the shell's convention for a run ended by Ctrl-C (128 + SIGINT)
-TOKEN_ENV = "DEEPFAKE_STREAM_TOKEN"  # the service's bearer token, when --token is not given
 
 
 class UsageError(Exception):
@@ -244,7 +244,7 @@ def write_report(path: Path, report: Report) -> None:
 
 def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
     """The references that parse, and how many did not (each said on stderr)."""
-    from stream.sources import SourceError, parse_source
+    from stream.capture.sources import SourceError, parse_source
 
     specs, failed = [], 0
     for reference in references:
@@ -258,8 +258,8 @@ def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
 
 def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
     """Hand every source to the detector; how many could not be opened (each said on stderr)."""
-    from stream.demo import demo_frames
-    from stream.sources import SourceError
+    from stream.capture.demo import demo_frames
+    from stream.capture.sources import SourceError
 
     failed = 0
     for spec in specs:
@@ -276,7 +276,7 @@ def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
 
 def interrupted_files(detector: Detector) -> list[str]:
     """One line per file the user stopped before its end."""
-    from stream.health import StreamState
+    from stream.records import StreamState
 
     lines = []
     for source in detector.sources:
@@ -290,7 +290,7 @@ def interrupted_files(detector: Detector) -> list[str]:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.launch import start_dashboard
     from stream.detector import Detector
-    from stream.service import Service, check_bind, default_extensions
+    from stream.service.app import Service, check_bind, default_extensions
     from stream.store import build_report, open_reader
 
     serving = settings.service.port is not None
@@ -376,9 +376,9 @@ def model_info(settings: Settings) -> int:
     from model.engine import build_engine
     from model.summary import summarise
     from model.weights import resolve_weights
-    from stream.demo import astronaut_face_crops
+    from stream.capture.demo import astronaut_face_crops
     from stream.detector import cpu_calibration
-    from stream.scores import threshold_line, with_checkpoint
+    from stream.loop.verdicts import threshold_line, with_checkpoint
 
     loaded = resolve_weights(settings.model.weights)
     engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine, None, cpu_calibration(settings))
@@ -404,8 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from model.engine import EngineError
         from model.weights import CheckpointError
         from stream.config import ConfigError
-        from stream.face_model import FaceModelError
-        from stream.service import ServiceError
+        from stream.faces.model_files import FaceModelError
+        from stream.service.app import ServiceError
         from stream.store import StoreError
 
         user_errors = (

@@ -39,9 +39,8 @@ from streamlit.testing.v1 import AppTest
 from bench.common import median_seconds, print_table
 from bench.pipeline import make_video
 from dashboard.data import DB_ENV
-from stream.health import StreamHealth, StreamState
-from stream.scores import VerdictState, WindowScore
-from stream.store import FaceUpdate, SessionInfo, StreamInfo, open_reader, open_writer
+from stream.records import FaceUpdate, StreamHealth, StreamInfo, StreamState, VerdictState, WindowScore
+from stream.store import SessionInfo, open_reader, open_writer
 from tests.netns import private_network
 
 ROOT = Path(__file__).resolve().parent.parent

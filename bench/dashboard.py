@@ -24,9 +24,17 @@ from streamlit.testing.v1 import AppTest
 
 from bench.common import median_seconds, print_table
 from dashboard.data import DB_ENV
-from stream.health import StreamHealth, StreamState
-from stream.scores import Alert, VerdictState, WindowScore
-from stream.store import AnnotatedFrame, FaceUpdate, SessionInfo, StreamInfo, open_writer
+from stream.records import (
+    Alert,
+    AnnotatedFrame,
+    FaceUpdate,
+    StreamHealth,
+    StreamInfo,
+    StreamState,
+    VerdictState,
+    WindowScore,
+)
+from stream.store import SessionInfo, open_writer
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 INFO = SessionInfo("model_87_acc_20_frames_final_data.pt", True, 20, 1, "mean", 0.5, 0.1, "cpu", "onnxruntime", [])

@@ -29,8 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import median_seconds, print_table
-from stream.demo import astronaut_bgr, background, head_patch, paste
-from stream.faces import BoxMapping, CropFaceDetector, FaceDetector, square_region
+from stream.capture.demo import astronaut_bgr, background, head_patch, paste
+from stream.config import BoxMapping
+from stream.faces.mediapipe_detectors import CropFaceDetector, FaceDetector, square_region
 
 FULL_RANGE = BoxMapping()  # the configured full-range -> tight mapping (seed-notes.md)
 IDENTITY = BoxMapping(dx=0.0, dy=0.0, scale_w=1.0, scale_h=1.0)

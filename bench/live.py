@@ -37,9 +37,10 @@ from model.cpu import cpu_description
 from model.engine import Engine, build_engine
 from model.engine_choice import measure
 from model.weights import LoadedModel, random_model
-from stream.config import Settings, with_overrides
+from stream.capture.sources import Source, SourceSpec, decode_frames, open_container
+from stream.config import Settings, SourceOptions, with_overrides
 from stream.detector import Detector, cpu_calibration
-from stream.sources import DecodedFrame, Source, SourceOptions, SourceSpec, decode_frames, open_container
+from stream.records import DecodedFrame
 
 WARMUP_S = 5.0
 FPS = 30.0

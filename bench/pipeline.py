@@ -25,8 +25,8 @@ from bench.common import print_table
 from model.engine import Engine, build_engine
 from model.network import FrameOutputs, WindowMode
 from model.weights import random_model
+from stream.capture.demo import background, head_patch, paste
 from stream.config import Settings, with_overrides
-from stream.demo import background, head_patch, paste
 from stream.detector import Detector, cpu_calibration
 
 STAGES = ("decode", "detect", "track", "preprocess", "encode", "score", "store", "latency")

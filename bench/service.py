@@ -52,14 +52,12 @@ from bench.common import print_table
 from bench.live import looping
 from bench.pipeline import make_video
 from model.cpu import cpu_description
+from stream.capture.sources import Source, SourceSpec
 from stream.config import ConfigError, Settings, with_overrides
 from stream.detector import Detector, engine_label
-from stream.health import StreamState
-from stream.scores import WindowScore
-from stream.service import Service, default_extensions
-from stream.sinks import Event
-from stream.sources import Source, SourceSpec
-from stream.store import AnnotatedFrame, FaceUpdate, open_reader
+from stream.records import AnnotatedFrame, Event, FaceUpdate, StreamState, WindowScore
+from stream.service.app import Service, default_extensions
+from stream.store import open_reader
 from tests.netns import add_veth_pair, private_network
 
 ROOT = Path(__file__).resolve().parent.parent

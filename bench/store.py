@@ -23,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream.health import StreamHealth, StreamState
-from stream.scores import VerdictState, WindowScore
-from stream.store import FaceUpdate, SessionInfo, StreamInfo, open_reader, open_writer
+from stream.records import FaceUpdate, StreamHealth, StreamInfo, StreamState, VerdictState, WindowScore
+from stream.store import SessionInfo, open_reader, open_writer
 from tests.pg_server import postgres_server, server_missing
 
 INFO = SessionInfo("bench.pt", True, 20, 1, "mean", 0.5, 0.1, "cpu", "onnxruntime", ["bench"])

@@ -1,4 +1,4 @@
-"""Training throughput: `stream.prepare` (videos/s and crops/s through the serving crop unit) and `model.train`'s
+"""Training throughput: `stream.training.prepare` (videos/s and crops/s through the serving crop unit) and `model.train`'s
 steps (clips/s) for each architecture, with the backbone trained (the full fine-tune, augmentation on) and frozen
 (head and LSTM on cached features), on this machine's CPU or GPU, on test-made videos (nothing downloaded).
 
@@ -30,8 +30,8 @@ from model.trainer import TrainConfig, Trainer, targets_of
 
 def prepare_rate(source: Path, out: Path) -> tuple[float, float, int, int]:
     from stream.config import Settings  # PyAV and MediaPipe: needed only here (--prepared skips this step)
-    from stream.datasets import find_dataset
-    from stream.prepare import prepare
+    from stream.training.datasets import find_dataset
+    from stream.training.prepare import prepare
 
     dataset = find_dataset(source)
     began = time.perf_counter()

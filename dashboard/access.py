@@ -1,33 +1,20 @@
 """Who may see the dashboard: anyone on this machine when it listens on loopback; elsewhere, only with the password.
 
 The password comes from the environment (`DEEPFAKE_STREAM_DASHBOARD_PASSWORD`), never from argv, which `ps` shows to
-every user of the machine. It is compared in constant time. Standard library only: `run_stream.py` checks the
-address with it before anything heavy loads.
+every user of the machine. It is compared in constant time. Light (the standard library and `stream.network`):
+`run_stream.py` checks the address with it before anything heavy loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from collections.abc import Mapping
 
+from stream.network import LOOPBACK, is_loopback
+
 PASSWORD_ENV = "DEEPFAKE_STREAM_DASHBOARD_PASSWORD"
-TOKEN_ENV = "DEEPFAKE_STREAM_TOKEN"  # the detector service's token, for the dashboard's requests (never the browser)
-DEFAULT_ADDRESS = "127.0.0.1"
-
-
-def is_loopback(address: str | None) -> bool:
-    """True for a loopback address (127.0.0.0/8, ::1, `localhost`); False for anything else, an unset one included
-    (Streamlit listens on every interface when no address is given)."""
-    if not address:
-        return False
-    if address.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
-    except ValueError:
-        return False
+DEFAULT_ADDRESS = LOOPBACK
 
 
 def password_from(environ: Mapping[str, str]) -> str | None:

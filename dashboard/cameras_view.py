@@ -14,10 +14,11 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import data, views
-from dashboard.access import is_loopback
 from dashboard.control import Control, ControlError, redact
 from dashboard.detectors import Target
-from stream.store import ClusterCamera, StoreError, StreamRow
+from stream.network import is_loopback
+from stream.records import ClusterCamera
+from stream.store import StoreError, StreamRow
 
 STREAMS_REFRESH_S = 1.0
 RUNNING_STATES = ("starting", "live", "reconnecting")

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import httpx
 
-from dashboard.access import TOKEN_ENV
+from stream.network import TOKEN_ENV
 
 TIMEOUT_S = 15.0  # one command (adding an RTSP camera waits for it to open: the service answers within its timeout)
 PROBE_TIMEOUT_S = 0.5  # is this service there at all (GET /healthz)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stream.config.store_location import StoreTarget, parse_store_target
 from stream.store import (
     AlertRow,
     FaceRow,
@@ -23,11 +24,9 @@ from stream.store import (
     ScoreReader,
     SessionRow,
     StoreError,
-    StoreTarget,
     StreamRow,
     build_report,
     open_reader,
-    parse_store_target,
 )
 
 DB_ENV = "DEEPFAKE_STREAM_DB"

@@ -20,8 +20,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from dashboard.access import TOKEN_ENV, address_problem
-from stream.store import StoreTarget, parse_store_target
+from dashboard.access import address_problem
+from stream.config.store_location import StoreTarget, parse_store_target
+from stream.network import TOKEN_ENV
 
 APP = Path(__file__).resolve().with_name("app.py")
 _POLL_S = 0.1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from stream.store import VerdictState, band_verdict
+from stream.records import VerdictState, band_verdict
 
 VERDICT_COLOURS = {"FAKE": "red", "REAL": "green", "UNSURE": "gray"}
 

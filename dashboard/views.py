@@ -14,7 +14,8 @@ import streamlit as st
 from dashboard import data
 from dashboard.charts import timeline_chart
 from dashboard.verdicts import badge, shown_verdict
-from stream.store import UNCALIBRATED_WARNING, AlertRow, FaceRow, HealthRow, ScoreReader, SessionRow, StreamRow
+from model.labels import UNCALIBRATED_WARNING
+from stream.store import AlertRow, FaceRow, HealthRow, ScoreReader, SessionRow, StreamRow
 
 MAX_ALERTS = 20
 FACE_COLUMNS = 2

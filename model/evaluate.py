@@ -212,7 +212,7 @@ def calibrated_copy(loaded: LoadedModel, report: dict[str, Any], out: Path, wind
 def parse_args(argv: Sequence[str]):
     parser = OneLineParser(prog="python -m model.evaluate", description="Evaluate a checkpoint on prepared data.")
     parser.add_argument("checkpoint", type=Path, help="an original checkpoint or one of ours")
-    parser.add_argument("data", type=Path, help="a folder made by python -m stream.prepare")
+    parser.add_argument("data", type=Path, help="a folder made by python -m stream.training.prepare")
     parser.add_argument("--window", type=positive_int, help="frames per window (default: the checkpoint's, else 20)")
     parser.add_argument("--window-mode", choices=["mean", "last"], default="mean")
     parser.add_argument("--target-fpr", type=unit_interval, default=0.01, help="false-alarm rate to pick a threshold")

@@ -1,7 +1,7 @@
 """Prepared training data on disk: one compressed `.npz` of 112x112 BGR face crops per video (one array per
 tracked face) and `manifest.json` describing every video (label, group, split, crop geometry).
 
-`stream.prepare` writes it with the serving pipeline's crop unit; `model.train` and `model.evaluate` read it.
+`stream.training.prepare` writes it with the serving pipeline's crop unit; `model.train` and `model.evaluate` read it.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def manifest_path(folder: str | Path) -> Path:
 
 
 def write_manifest(manifest: Manifest) -> Path:
-    """Write atomically (a crash never leaves half a manifest): the resume point of `stream.prepare`."""
+    """Write atomically (a crash never leaves half a manifest): the resume point of `stream.training.prepare`."""
     document: dict[str, Any] = {"schema": SCHEMA, **asdict(manifest)}
     document.pop("root")
     path = manifest_path(manifest.root)
@@ -113,10 +113,12 @@ def read_manifest(folder: str | Path) -> Manifest:
     folder = Path(folder)
     path = manifest_path(folder)
     if not folder.is_dir():
-        raise PreparedDataError(f"no such folder: {folder} (make one with: python -m stream.prepare SOURCE {folder})")
+        raise PreparedDataError(
+            f"no such folder: {folder} (make one with: python -m stream.training.prepare SOURCE {folder})"
+        )
     if not path.is_file():
         raise PreparedDataError(
-            f"{folder} holds no {MANIFEST_NAME}: it is not prepared data (make it with: python -m stream.prepare "
+            f"{folder} holds no {MANIFEST_NAME}: it is not prepared data (make it with: python -m stream.training.prepare "
             f"SOURCE {folder})"
         )
     try:

@@ -1,5 +1,5 @@
 """`python -m model.train DATA --arch seed|temporal --window 20 --epochs N`: train on data made by
-`stream.prepare`, split by group (no identity on both sides), and write our checkpoint format with the training
+`stream.training.prepare`, split by group (no identity on both sides), and write our checkpoint format with the training
 metrics inside. Resumable: run the same command again after an interruption (Ctrl-C saves)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MIN_TRAIN_WINDOW = 2
 def parse_args(argv: Sequence[str]):
     defaults = TrainConfig()
     parser = OneLineParser(prog="python -m model.train", description="Train a deepfake checkpoint on prepared data.")
-    parser.add_argument("data", type=Path, help="a folder made by python -m stream.prepare")
+    parser.add_argument("data", type=Path, help="a folder made by python -m stream.training.prepare")
     parser.add_argument("--arch", choices=ARCHITECTURE_NAMES, default=defaults.arch)
     parser.add_argument("--window", type=positive_int, default=defaults.window, help="frames per training clip")
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)

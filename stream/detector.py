@@ -13,19 +13,20 @@ from typing import TYPE_CHECKING
 
 from model.engine import GATED_CPU_ENGINES, Calibration, Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
+from stream.capture.sources import Producer, Source, SourceSpec, parse_source, stream_name
 from stream.config import Settings, settings_as_dict
-from stream.cropping import crop_geometry
-from stream.faces import FaceDetector
-from stream.health import StreamHealth
-from stream.pipeline import Pipeline
-from stream.scores import with_checkpoint
-from stream.sinks import LogSink, Sink, StoreSink
-from stream.sources import Producer, Source, SourceSpec, parse_source, stream_name
-from stream.store import FaceSummary, ScoreWriter, SessionInfo, local_path, open_writer
-from stream.webhooks import WebhookSink
+from stream.config.store_location import local_path
+from stream.faces.cropper import crop_geometry
+from stream.faces.mediapipe_detectors import FaceDetector
+from stream.loop.pipeline import Pipeline
+from stream.loop.verdicts import with_checkpoint
+from stream.records import FaceSummary, StreamHealth
+from stream.sinks.store_and_log import LogSink, Sink, StoreSink
+from stream.sinks.webhooks import WebhookSink
+from stream.store import ScoreWriter, SessionInfo, open_writer
 
 if TYPE_CHECKING:
-    from stream.metrics import Metrics
+    from stream.sinks.metrics import Metrics
 
 log = logging.getLogger("deepfake_stream")
 
@@ -35,7 +36,7 @@ def cpu_calibration(settings: Settings) -> Calibration | None:
     settings ask for a gated CPU engine or for `auto`."""
     if settings.model.cpu_engine not in ("auto", *GATED_CPU_ENGINES):
         return None
-    from stream.calibration import demo_calibration
+    from stream.loop.calibration_crops import demo_calibration
 
     return demo_calibration(settings)
 
@@ -103,8 +104,8 @@ class Detector:
         sinks: list[Sink] = []
         if service.port is not None:
             # Imported here: FastAPI and prometheus_client are the service's; a detector without one never loads them.
-            from stream.access import token_guard
-            from stream.metrics import Metrics
+            from stream.service.auth import token_guard
+            from stream.sinks.metrics import Metrics
 
             model = {"session_id": self.session_id, "checkpoint": self.loaded.name, "engine": self.engine.name}
             model |= {"device": str(self.engine.device), "calibrated": str(self.loaded.calibrated).lower()}
@@ -143,7 +144,7 @@ class Detector:
         has stopped. Blocking (it connects): call it off any event loop."""
         spec = parse_source(reference) if isinstance(reference, str) else reference
         if producer is None and spec.kind == "demo":
-            from stream.demo import demo_frames
+            from stream.capture.demo import demo_frames
 
             producer = demo_frames
         stream_id = name or stream_name(spec, self._names)

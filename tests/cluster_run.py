@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import av
 import yaml
 
-from stream.store import ClusterCamera, ScoreReader, WindowScore, open_reader
+from stream.records import ClusterCamera, WindowScore
+from stream.store import ScoreReader, open_reader
 from tests.media import one_face
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import numpy as np
 from skimage import data
 
 from model.weights import LoadedModel, random_model, state_dict_hash
-from stream.demo import ASTRONAUT_FACE_BOX, astronaut_bgr
+from stream.capture.demo import ASTRONAUT_FACE_BOX, astronaut_bgr
 from tests.helpers import fit_seed_head
 
 

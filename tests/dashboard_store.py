@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from stream.health import StreamHealth, StreamState
-from stream.scores import VerdictState, WindowScore
-from stream.store import FaceUpdate, ScoreWriter, SessionInfo, StreamInfo
+from stream.records import FaceUpdate, StreamHealth, StreamInfo, StreamState, VerdictState, WindowScore
+from stream.store import ScoreWriter, SessionInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"

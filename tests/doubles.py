@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 from model.network import FAKE_INDEX, FrameOutputs, WindowMode
-from stream.faces import Detection
-from stream.sinks import Event
-from stream.sources import DecodedFrame, Producer
+from stream.capture.sources import Producer
+from stream.records import DecodedFrame, Detection, Event
 
 WIDTH, HEIGHT, SIDE = 160, 120, 40
 FPS = 30.0

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from skimage import data
 
-from stream.demo import ASTRONAUT_HEAD_PATCH, background, head_patch, paste
-from stream.sources import Frame
-from stream.tracking import iou_matrix
+from stream.capture.demo import ASTRONAUT_HEAD_PATCH, background, head_patch, paste
+from stream.faces.tracker import iou_matrix
+from stream.records import Frame
 
 Box = tuple[float, float, float, float]
 
@@ -451,7 +451,7 @@ def measure_settings(scene: Scene, overrides: Mapping[str, Any], warmup: int = 0
     """Build the detect → track → crop unit from the default settings with `overrides` (dotted keys), measure it
     on `scene` and close it. `warmup`: frames of the scene first fed to a separate, discarded unit (timing only)."""
     from stream.config import Settings, with_overrides
-    from stream.cropping import build_cropper
+    from stream.faces.cropper import build_cropper
 
     settings = with_overrides(Settings(), dict(overrides), "face scenes")
     if warmup:

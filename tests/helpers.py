@@ -10,7 +10,7 @@ import torch
 
 from model.network import SeedNet, TemporalNet
 from model.preprocess import crops_to_batch
-from stream.demo import ASTRONAUT_FACE_BOX, astronaut_bgr
+from stream.capture.demo import ASTRONAUT_FACE_BOX, astronaut_bgr
 
 
 def astronaut_face_bgr() -> np.ndarray:

@@ -11,7 +11,7 @@ import av
 import cv2
 import numpy as np
 
-from stream.demo import background, head_patch, paste
+from stream.capture.demo import background, head_patch, paste
 
 Scene = Callable[[int], np.ndarray]  # frame index -> BGR frame
 WIDTH, HEIGHT, FPS = 320, 240, 30

@@ -9,10 +9,11 @@ from typing import Any
 
 from model.engine import Engine, build_engine
 from model.weights import LoadedModel
+from stream.capture.sources import Source, SourceSpec, parse_source
 from stream.config import Settings, with_overrides
 from stream.detector import Detector
-from stream.sources import Source, SourceSpec, parse_source
-from stream.store import FaceSummary, ScoreReader, open_reader
+from stream.records import FaceSummary
+from stream.store import ScoreReader, open_reader
 
 # Short windows keep the test videos short; status lines would only be noise in a test's log; a test that wants
 # clips says where.

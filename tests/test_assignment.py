@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.assignment import Worker, assign
+from stream.cluster.assignment import Worker, assign
 
 CAMERAS = [f"cam{i}" for i in range(7)]
 

@@ -8,8 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from stream.clips import ClipRecorder, ClipSettings
-from stream.scores import Alert
+from stream.config import ClipSettings
+from stream.loop.evidence_clips import ClipRecorder
+from stream.records import Alert
 
 
 def crops(n: int, value: int = 120) -> np.ndarray:

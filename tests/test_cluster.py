@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.store import ClusterCamera, open_reader
+from stream.records import ClusterCamera
+from stream.store import open_reader
 from tests.cluster_run import ClusterRun, face_video, scores_of, scoring_gap, wait_for
 from tests.netns import private_network, require, rtsp_server
 from tests.pg_server import PostgresServer

@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from model.engine import EngineError, resolve_device
+from model.labels import MAX_WINDOW, MIN_WINDOW
 from stream.config import (
     DEFAULT_CONFIG,
-    MAX_WINDOW,
-    MIN_WINDOW,
+    BoxMapping,
     ConfigError,
     FaceSettings,
     ModelSettings,
@@ -26,7 +26,7 @@ from stream.config import (
     settings_from_mapping,
     with_overrides,
 )
-from stream.faces import SHORT_RANGE_BOX_MAPPING, BoxMapping
+from stream.faces.mediapipe_detectors import SHORT_RANGE_BOX_MAPPING
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -17,8 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from model.labels import UNCALIBRATED_WARNING
-from stream.health import StreamHealth, StreamState
-from stream.scores import Alert, VerdictState
+from stream.records import Alert, StreamHealth, StreamState, VerdictState
 from stream.store import ScoreWriter, open_reader
 from tests import media
 from tests.dashboard_store import INFO, RANDOM_INFO, ROOT, Run, dashboard
@@ -330,9 +329,10 @@ def test_unreadable_store_is_an_error_message(db: Path) -> None:
 WRITER = """
 import sys, time
 import cv2, numpy as np
-from stream.health import StreamHealth, StreamState
-from stream.scores import Alert, WindowScore
-from stream.store import AnnotatedFrame, FaceUpdate, SessionInfo, StreamInfo, open_writer
+from stream.records import StreamHealth, StreamState
+from stream.records import Alert, WindowScore
+from stream.records import AnnotatedFrame, FaceUpdate, StreamInfo
+from stream.store import SessionInfo, open_writer
 w = open_writer(sys.argv[1])
 sid = w.start_session(SessionInfo("ck.pt", True, 20, 1, "mean", 0.5, 0.1, "cpu", "torch", ["live.mp4"]))
 w.add_stream(sid, StreamInfo("live", "live.mp4", "file"))

@@ -22,9 +22,8 @@ from dashboard.cameras_view import source_reference
 from dashboard.launch import DashboardError, free_port, start_dashboard
 from model.labels import UNCALIBRATED_WARNING
 from model.weights import LoadedModel
-from stream.health import StreamHealth, StreamState
-from stream.scores import VerdictState
-from stream.store import ClusterCamera, StreamInfo, build_report, open_reader, open_writer
+from stream.records import ClusterCamera, StreamHealth, StreamInfo, StreamState, VerdictState
+from stream.store import build_report, open_reader, open_writer
 from tests import media
 from tests.dashboard_store import APP, INFO, ROOT, Run
 from tests.netns import RtspServer, private_network

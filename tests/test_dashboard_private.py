@@ -24,7 +24,7 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
-from stream.scores import VerdictState
+from stream.records import VerdictState
 from stream.store import open_writer
 from tests.dashboard_store import ROOT, Run
 from tests.netns import private_network, require

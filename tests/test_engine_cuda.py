@@ -13,10 +13,10 @@ import torch
 from model.engine import TorchEngine, build_engine
 from model.parity import check_parity
 from model.weights import LoadedModel
+from stream.capture.sources import Source, SourceSpec
 from stream.config import Settings, with_overrides
-from stream.pipeline import Pipeline
-from stream.scores import WindowScore
-from stream.sources import Source, SourceSpec
+from stream.loop.pipeline import Pipeline
+from stream.records import WindowScore
 from tests.crop_sets import held_back_crops, responsive_seed_model
 from tests.doubles import BLUE, RED, FaceFactory, RecordingSink, Square, stub_producer
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import stream.face_model as face_model
-from stream.face_model import (
+import stream.faces.model_files as face_model
+from stream.faces.model_files import (
     FACE_MODEL_NAME,
     FACE_MODEL_SHA256,
     MEMBER,

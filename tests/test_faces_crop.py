@@ -6,15 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.demo import ASTRONAUT_FACE_BOX, ASTRONAUT_HEAD_PATCH, background, head_patch, paste
-from stream.faces import (
-    SHORT_RANGE_BOX_MAPPING,
-    BoxMapping,
-    CropFaceDetector,
-    Detection,
-    FaceDetector,
-    square_region,
-)
+from stream.capture.demo import ASTRONAUT_FACE_BOX, ASTRONAUT_HEAD_PATCH, background, head_patch, paste
+from stream.config import BoxMapping
+from stream.faces.mediapipe_detectors import SHORT_RANGE_BOX_MAPPING, CropFaceDetector, FaceDetector, square_region
+from stream.records import Detection
 
 HEAD_SCALE = 0.86  # the astronaut's tight (dlib-like) face box is then ~80 px wide
 HEAD_AT = (1400, 700)  # the head patch's top-left in the 1920x1080 frame

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from stream.faces import Detection
-from stream.finding import FaceFinder, FinderSettings, RegionsByCropping, scan_tiles, square_around
+from stream.faces.roi_finder import FaceFinder, FinderSettings, RegionsByCropping, scan_tiles, square_around
+from stream.records import Detection
 from tests.doubles import RED, ScriptedFaces
 
 
@@ -123,9 +123,9 @@ def test_roi_crops_are_the_crops_the_model_saw_before() -> None:
     gives 0.86), so the 112x112 crops the model sees stay put."""
     from model.preprocess import crop_face, resize_crop
     from stream.config import Settings, with_overrides
-    from stream.cropping import build_cropper
-    from stream.sources import Frame
-    from stream.tracking import iou_matrix
+    from stream.faces.cropper import build_cropper
+    from stream.faces.tracker import iou_matrix
+    from stream.records import Frame
     from tests.face_scenes import one_face_480p
 
     scene = one_face_480p(frames=30)

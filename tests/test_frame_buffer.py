@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stream.sources import Frame, FrameBuffer
+from stream.capture.sources import FrameBuffer
+from stream.records import Frame
 
 BLOCKED_S = 0.3  # long enough to see a writer still waiting
 RELEASED_S = 2.0  # generous bound for a woken writer to return (it polls every 0.1 s)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from stream.capture.demo import background
 from stream.config import Settings, with_overrides
-from stream.demo import background
 from tests.face_scenes import (
     GATE_SCENES,
     TIGHT_FACE_WIDTH,

@@ -18,14 +18,22 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.engine import build_engine
-from stream.access import token_guard
+from stream.capture.sources import parse_source
 from stream.detector import Detector
-from stream.health import StreamHealth, StreamState
-from stream.metrics import Metrics
-from stream.scores import Alert, Verdict, VerdictState, WindowScore
-from stream.sinks import EncodedBatch
-from stream.sources import parse_source
-from stream.store import FaceUpdate, StreamInfo, open_reader
+from stream.records import (
+    Alert,
+    EncodedBatch,
+    FaceUpdate,
+    StreamHealth,
+    StreamInfo,
+    StreamState,
+    Verdict,
+    VerdictState,
+    WindowScore,
+)
+from stream.service.auth import token_guard
+from stream.sinks.metrics import Metrics
+from stream.store import open_reader
 from tests import media
 from tests.netns import private_network
 from tests.pipeline_run import detector_settings

@@ -15,16 +15,13 @@ from torch import Tensor
 
 from model.network import FrameOutputs
 from model.weights import LoadedModel
-from stream.config import Settings, with_overrides
-from stream.encoder import EncodeCost
-from stream.face import FaceRegistry, RingShape
-from stream.faces import Detection
-from stream.health import StreamHealth
-from stream.overload import crops_that_fit, round_robin, thinned_of
-from stream.pipeline import Pipeline
-from stream.scores import VerdictPolicy, WindowScore
-from stream.sources import Frame, Source, SourceSpec
-from stream.store import FaceUpdate
+from stream.capture.sources import Source, SourceSpec
+from stream.config import Settings, VerdictPolicy, with_overrides
+from stream.loop.crop_encoder import EncodeCost
+from stream.loop.face_state import FaceRegistry, RingShape
+from stream.loop.overload import crops_that_fit, round_robin, thinned_of
+from stream.loop.pipeline import Pipeline
+from stream.records import Detection, FaceUpdate, Frame, StreamHealth, WindowScore
 from tests.doubles import BLUE, RED, FakeEngine, RecordingSink, ScriptedFaces, Square, stub_producer
 
 LIVE_SPEC = SourceSpec("webcam", "stub", live=True, display="stub")

@@ -14,8 +14,8 @@ from dashboard.data import DB_ENV
 from model.preprocess import crop_face
 from model.weights import load_checkpoint, save_checkpoint
 from stream.config import Settings
-from stream.faces import FaceDetector
-from stream.scores import VerdictState
+from stream.faces.mediapipe_detectors import FaceDetector
+from stream.records import VerdictState
 from stream.store import build_report, open_reader
 from tests import media
 from tests.dashboard_store import dashboard

@@ -19,14 +19,24 @@ from torch import Tensor
 
 from model.network import FrameOutputs
 from model.weights import LoadedModel
+from stream.capture.sources import Producer, Source, SourceSpec
 from stream.config import Settings, settings_as_dict, with_overrides
 from stream.detector import Detector
-from stream.health import StreamHealth, StreamState
-from stream.pipeline import Pipeline
-from stream.scores import Alert, Verdict, VerdictState, WindowScore
-from stream.sinks import StageTimings
-from stream.sources import DecodedFrame, Producer, Source, SourceSpec
-from stream.store import AnnotatedFrame, FaceUpdate, StreamInfo, open_reader
+from stream.loop.pipeline import Pipeline
+from stream.records import (
+    Alert,
+    AnnotatedFrame,
+    DecodedFrame,
+    FaceUpdate,
+    StageTimings,
+    StreamHealth,
+    StreamInfo,
+    StreamState,
+    Verdict,
+    VerdictState,
+    WindowScore,
+)
+from stream.store import open_reader
 from tests.doubles import (
     BLUE,
     FPS,

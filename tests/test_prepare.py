@@ -1,4 +1,4 @@
-"""`python -m stream.prepare`: real PyAV videos through the serving crop unit (real MediaPipe) into crops and a
+"""`python -m stream.training.prepare`: real PyAV videos through the serving crop unit (real MediaPipe) into crops and a
 manifest; resuming, unreadable videos, --max-frames, the published dataset layouts and bad input."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 
 from model.prepared import SERVING_CROP_GEOMETRY, load_crops, read_manifest
 from model.preprocess import resize_crop
-from stream import prepare
-from stream.config import Settings
-from stream.cropping import build_cropper, crop_geometry
-from stream.datasets import DatasetError, find_dataset
-from stream.sources import Frame, SourceOptions, decode_frames, open_container, parse_source
+from stream.capture.sources import decode_frames, open_container, parse_source
+from stream.config import Settings, SourceOptions
+from stream.faces.cropper import build_cropper, crop_geometry
+from stream.records import Frame
+from stream.training import prepare
+from stream.training.datasets import DatasetError, find_dataset
 from tests import train_flow
 from tests.train_sets import celeb_df_tree, dfdc_tree, faceforensics_tree, write_clip
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from stream.face import FaceRegistry, RingShape
-from stream.rings import FaceRing
-from stream.scores import VerdictPolicy
-from stream.sources import Frame
+from stream.config import VerdictPolicy
+from stream.loop.face_state import FaceRegistry, RingShape
+from stream.loop.rings import FaceRing
+from stream.records import Frame
 
 D = 8
 

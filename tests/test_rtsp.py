@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from stream.health import StreamState
-from stream.sources import Frame, Source, SourceError, SourceOptions, parse_source
+from stream.capture.sources import Source, SourceError, parse_source
+from stream.config import SourceOptions
+from stream.records import Frame, StreamState
 from tests.netns import RtspServer, private_network, rtsp_server
 
 WIDTH, HEIGHT, FPS, SECONDS = 320, 240, 30, 3

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stream.scores import Alert, FaceScorer, ScoreUpdate, VerdictPolicy, VerdictState, band_verdict
+from stream.config import VerdictPolicy
+from stream.loop.verdicts import FaceScorer, ScoreUpdate
+from stream.records import Alert, VerdictState, band_verdict
 
 REAL, FAKE, UNSURE = VerdictState.REAL, VerdictState.FAKE, VerdictState.UNSURE
 

@@ -26,10 +26,10 @@ from fastapi import APIRouter, Depends
 
 from model.engine import build_engine
 from model.weights import LoadedModel
-from stream.access import token_guard
 from stream.config import ServiceSettings
 from stream.detector import Detector
-from stream.service import Extension, Service, ServiceError, check_bind, default_extensions
+from stream.service.app import Extension, Service, ServiceError, check_bind, default_extensions
+from stream.service.auth import token_guard
 from stream.store import SCHEMA_SQL, open_reader, open_writer
 from tests import media
 from tests.helpers import PIN_ENGINE

@@ -16,14 +16,13 @@ from torch import Tensor
 
 from model.network import FrameOutputs
 from model.weights import LoadedModel
+from stream.capture.sources import Source, SourceSpec
 from stream.config import Settings, with_overrides
-from stream.faces import Detection
-from stream.health import StreamHealth, StreamState
-from stream.overload import background_fits
-from stream.pipeline import Pipeline
-from stream.sources import Source, SourceSpec
+from stream.loop.overload import background_fits
+from stream.loop.pipeline import Pipeline
+from stream.records import Detection, StreamHealth, StreamState
+from stream.service.uploads import MB, upload_state
 from stream.store import build_report, open_reader
-from stream.uploads import MB, upload_state
 from tests import media
 from tests.doubles import BLUE, RED, FakeEngine, RecordingSink, ScriptedFaces, Square, stub_producer
 from tests.netns import private_network

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from stream.health import FpsMeter, StreamHealth, StreamState, span_rate
-from stream.status import status_line
+from stream.loop.status_lines import status_line
+from stream.records import StreamHealth, StreamState
+from stream.timing import FpsMeter, span_rate
 
 
 def ticked(stamps: list[float], window_s: float = 2.0) -> FpsMeter:

@@ -17,22 +17,28 @@ from pathlib import Path
 
 import pytest
 
-from stream.health import StreamHealth, StreamState
-from stream.scores import Alert, Verdict, VerdictState, WindowScore
+from stream.records import (
+    Alert,
+    AnnotatedFrame,
+    ClusterCamera,
+    FaceSummary,
+    FaceUpdate,
+    StreamHealth,
+    StreamInfo,
+    StreamState,
+    Verdict,
+    VerdictState,
+    WindowScore,
+)
 from stream.store import (
     SCHEMA_SQL,
     SCHEMA_VERSION,
     AlertRow,
-    AnnotatedFrame,
-    ClusterCamera,
     FaceRow,
-    FaceSummary,
-    FaceUpdate,
     FrameRow,
     HealthRow,
     SessionInfo,
     StoreError,
-    StreamInfo,
     StreamRow,
     VerdictRow,
     open_reader,
@@ -71,8 +77,9 @@ DAY = 86400.0
 # Run by a child interpreter (cwd=ROOT) so the writer is a real second process, as the detector is.
 WRITER_PRELUDE = """
 import sys, time
-from stream.store import AnnotatedFrame, FaceUpdate, SessionInfo, StreamInfo, open_writer
-from stream.scores import WindowScore
+from stream.records import AnnotatedFrame, FaceUpdate, StreamInfo
+from stream.store import SessionInfo, open_writer
+from stream.records import WindowScore
 info = SessionInfo("ck.pt", False, 20, 1, "mean", 0.5, 0.1, "cpu", "torch", ["demo"])
 w = open_writer(sys.argv[1])
 sid = w.start_session(info)

@@ -18,18 +18,9 @@ import pytest
 
 from dashboard import data
 from stream.config import ConfigError, Settings, settings_as_dict, with_overrides
-from stream.scores import VerdictState
-from stream.store import (
-    SCHEMA_SQL,
-    SCHEMA_VERSION,
-    FaceUpdate,
-    PostgresUrl,
-    StoreError,
-    local_path,
-    open_reader,
-    open_writer,
-    parse_store_target,
-)
+from stream.config.store_location import PostgresUrl, local_path, parse_store_target
+from stream.records import FaceUpdate, VerdictState
+from stream.store import SCHEMA_SQL, SCHEMA_VERSION, StoreError, open_reader, open_writer
 from stream.store.pg_schema import PG_FIRST_VERSION, PG_MIGRATIONS
 from tests.dashboard_store import Run, dashboard
 from tests.helpers import PIN_ENGINE

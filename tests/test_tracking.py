@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.faces import Detection
-from stream.tracking import Track, Tracker, iou_matrix
+from stream.faces.tracker import Tracker, iou_matrix
+from stream.records import Detection, Track
 
 
 def det(x: float, y: float, size: float = 100.0) -> Detection:

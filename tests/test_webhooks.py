@@ -24,14 +24,13 @@ import run_stream
 from model.engine import build_engine
 from model.preprocess import crop_face
 from model.weights import LoadedModel, load_checkpoint, save_checkpoint
+from stream.capture.sources import SourceSpec, parse_source
 from stream.config import ServiceSettings, Settings
 from stream.detector import Detector
-from stream.faces import FaceDetector
-from stream.health import StreamHealth, StreamState
-from stream.scores import Alert, WindowScore
-from stream.sources import SourceSpec, parse_source
-from stream.store import StreamInfo, open_reader
-from stream.webhooks import SCHEMA, WebhookSink
+from stream.faces.mediapipe_detectors import FaceDetector
+from stream.records import Alert, StreamHealth, StreamInfo, StreamState, WindowScore
+from stream.sinks.webhooks import SCHEMA, WebhookSink
+from stream.store import open_reader
 from tests import media
 from tests.doubles import BLUE, RED, FaceFactory, FakeEngine, RecordingSink, Square, stub_producer
 from tests.helpers import fit_seed_head

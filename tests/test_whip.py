@@ -32,15 +32,13 @@ from fastapi import FastAPI
 
 from model.engine import build_engine
 from model.weights import LoadedModel
-from stream.access import token_guard
-from stream.config import ServiceSettings
+from stream.capture.sources import Source, SourceSpec
+from stream.config import ServiceSettings, SourceOptions
 from stream.detector import Detector
-from stream.health import StreamHealth, StreamState
-from stream.scores import WindowScore
-from stream.sinks import Event
-from stream.sources import Source, SourceOptions, SourceSpec
-from stream.store import AnnotatedFrame, FaceUpdate, open_reader
-from stream.webrtc import LatestFrames, MediaClock, WhipIngest, whip_producer
+from stream.records import AnnotatedFrame, Event, FaceUpdate, StreamHealth, StreamState, WindowScore
+from stream.service.auth import token_guard
+from stream.service.whip import LatestFrames, MediaClock, WhipIngest, whip_producer
+from stream.store import open_reader
 from tests import media
 from tests.doubles import RecordingSink
 from tests.netns import add_veth_pair, private_network

@@ -18,7 +18,7 @@ from model.engine import build_engine
 from model.labels import UNCALIBRATED_WARNING
 from model.weights import LoadedModel
 from stream.detector import Detector
-from stream.health import StreamHealth, StreamState
+from stream.records import StreamHealth, StreamState
 from stream.store import open_reader
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, FAKE_CAMERA_FLAGS
 from tests.netns import add_veth_pair, private_network, require

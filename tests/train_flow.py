@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from model import train
-from stream import prepare
+from stream.training import prepare
 from tests.train_sets import labelled_set
 
 CLIPS, FRAMES, WINDOW = 4, 16, 4

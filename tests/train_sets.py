@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.demo import background, head_patch, paste
+from stream.capture.demo import background, head_patch, paste
 from tests.media import write_video
 
 Scene = Callable[[int], np.ndarray]

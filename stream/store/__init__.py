@@ -1,31 +1,25 @@
 """The score store: writer and reader Protocols, their records, and two backends behind them: SQLite (a path, the
 embedded default) and PostgreSQL (a `postgresql://` URL, for several detectors writing to one database).
 
-Everything outside this package imports from here (the dashboard imports nothing else from the project).
+Everything outside this package imports the store from here; the records it stores are the bottom layer's
+(`stream.records`), and where it is comes from the light config (`stream.config.store_location`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from model.labels import UNCALIBRATED_WARNING
-from stream.scores import Alert, Verdict, VerdictState, WindowScore, band_verdict
+from stream.config.store_location import PostgresUrl, StoreTarget, parse_store_target
 from stream.store.base import ScoreReader, ScoreWriter
-from stream.store.location import PostgresUrl, StoreTarget, local_path, parse_store_target
 from stream.store.records import (
     AlertRow,
-    AnnotatedFrame,
-    ClusterCamera,
     FaceRow,
-    FaceSummary,
-    FaceUpdate,
     FrameRow,
     HealthRow,
     ScoreRow,
     SessionInfo,
     SessionRow,
     StoreError,
-    StreamInfo,
     StreamRow,
     VerdictRow,
 )
@@ -38,18 +32,11 @@ __all__ = [
     "REPORT_SCHEMA",
     "SCHEMA_SQL",
     "SCHEMA_VERSION",
-    "UNCALIBRATED_WARNING",
-    "Alert",
     "AlertRow",
-    "AnnotatedFrame",
-    "ClusterCamera",
     "FaceReport",
     "FaceRow",
-    "FaceSummary",
-    "FaceUpdate",
     "FrameRow",
     "HealthRow",
-    "PostgresUrl",
     "Report",
     "ScoreReader",
     "ScoreRow",
@@ -59,21 +46,13 @@ __all__ = [
     "SqliteReader",
     "SqliteWriter",
     "StoreError",
-    "StoreTarget",
-    "StreamInfo",
     "StreamReport",
     "StreamRow",
-    "Verdict",
     "VerdictRow",
-    "VerdictState",
-    "WindowScore",
-    "band_verdict",
     "build_report",
-    "local_path",
     "open_reader",
     "open_writer",
     "overall_verdict",
-    "parse_store_target",
 ]
 
 

@@ -7,23 +7,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self
 
-from stream.health import StreamHealth
-from stream.scores import Alert, Verdict, WindowScore
-from stream.store.records import (
-    AlertRow,
+from stream.records import (
+    Alert,
     AnnotatedFrame,
     ClusterCamera,
-    FaceRow,
     FaceSummary,
     FaceUpdate,
-    FrameRow,
-    ScoreRow,
-    SessionInfo,
-    SessionRow,
+    StreamHealth,
     StreamInfo,
-    StreamRow,
-    VerdictRow,
+    Verdict,
+    WindowScore,
 )
+from stream.store.records import AlertRow, FaceRow, FrameRow, ScoreRow, SessionInfo, SessionRow, StreamRow, VerdictRow
 
 
 class ScoreWriter(Protocol):

@@ -22,18 +22,21 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from stream.health import StreamHealth
-from stream.scores import Alert, Verdict, VerdictState, WindowScore
-from stream.store.keys import new_session_id, next_day, session_day
-from stream.store.location import PostgresUrl
-from stream.store.pg_schema import (
-    LOCK_KEY,
-    PARTITION_NAME,
-    PG_SCHEMA_SQL,
-    create_partition_sql,
-    migration_steps,
+from stream.config.store_location import PostgresUrl
+from stream.records import (
+    Alert,
+    AnnotatedFrame,
+    ClusterCamera,
+    FaceUpdate,
+    StreamHealth,
+    StreamInfo,
+    Verdict,
+    VerdictState,
+    WindowScore,
 )
-from stream.store.records import AnnotatedFrame, ClusterCamera, FaceUpdate, SessionInfo, StoreError, StreamInfo
+from stream.store.keys import new_session_id, next_day, session_day
+from stream.store.pg_schema import LOCK_KEY, PARTITION_NAME, PG_SCHEMA_SQL, create_partition_sql, migration_steps
+from stream.store.records import SessionInfo, StoreError
 from stream.store.schema import SCHEMA_VERSION, one_line
 
 log = logging.getLogger("deepfake_stream")

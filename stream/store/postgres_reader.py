@@ -11,20 +11,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from stream.store.location import PostgresUrl
+from stream.config.store_location import PostgresUrl
+from stream.records import ClusterCamera, FaceSummary
 from stream.store.postgres import CONNECT_TIMEOUT_S, connect, newer_schema_error, stored_version
-from stream.store.records import (
-    AlertRow,
-    ClusterCamera,
-    FaceRow,
-    FaceSummary,
-    FrameRow,
-    ScoreRow,
-    SessionRow,
-    StoreError,
-    StreamRow,
-    VerdictRow,
-)
+from stream.store.records import AlertRow, FaceRow, FrameRow, ScoreRow, SessionRow, StoreError, StreamRow, VerdictRow
 from stream.store.rows import face_row, face_summary, session_row, stream_row, verdict_row
 from stream.store.schema import SCHEMA_VERSION, one_line
 

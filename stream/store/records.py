@@ -6,10 +6,9 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from stream.health import StreamHealth
-from stream.scores import VerdictState, WindowScore
+from stream.records import AnnotatedFrame, FaceUpdate, StreamHealth, VerdictState, WindowScore
 
 
 class StoreError(Exception):
@@ -64,47 +63,6 @@ class StreamRow:
 
 
 @dataclass(frozen=True)
-class StreamInfo:
-    """One stream of a session: its id, its (redacted) source and its kind."""
-
-    stream_id: str
-    source: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class FaceUpdate:
-    """A face as the detector last saw it: what the store keeps per face, and the loop's live-face snapshot."""
-
-    stream_id: str
-    track_id: int
-    first_seen: float  # wall-clock
-    last_seen: float
-    first_t_media: float | None
-    last_t_media: float | None
-    state: str  # "live" | "gone"
-    verdict: VerdictState
-    rolling_p_fake: float | None
-    frames_scored: int
-    thumbnail_jpeg: bytes | None  # sent once, with the face's first update; the store keeps the first it gets
-    crops: int = field(default=0, kw_only=True)  # crops encoded (a face with fewer than a window is never scored)
-    crops_skipped: int = field(default=0, kw_only=True)  # crops the encoder had no time for (under overload)
-
-    def __post_init__(self) -> None:
-        if self.state not in ("live", "gone"):
-            raise ValueError(f"face state must be 'live' or 'gone', got {self.state!r}")
-
-
-@dataclass(frozen=True)
-class AnnotatedFrame:
-    """The newest frame of a stream with its faces drawn, as a JPEG, for the dashboard."""
-
-    stream_id: str
-    t: float  # wall-clock
-    jpeg: bytes
-
-
-@dataclass(frozen=True)
 class FaceRow(FaceUpdate):
     """A stored face."""
 
@@ -142,38 +100,3 @@ class AlertRow:
 @dataclass(frozen=True)
 class FrameRow(AnnotatedFrame):
     session_id: str
-
-
-@dataclass(frozen=True)
-class FaceSummary:
-    """One face over a whole run: what the CLI prints and reports, and what the store summarises."""
-
-    stream_id: str
-    track_id: int
-    first_seen: float
-    last_seen: float
-    first_t_media: float | None
-    last_t_media: float | None
-    frames_scored: int  # window scores
-    verdict: VerdictState
-    mean_p_fake: float | None  # None when the face has no scores
-    max_p_fake: float | None
-    crops: int | None = None  # crops encoded; only the detector that saw the face knows (None from the store)
-    crops_skipped: int | None = None  # crops not encoded under overload (None: a store older than schema 3)
-
-
-@dataclass(frozen=True)
-class ClusterCamera:
-    """Where one camera of a cluster of detectors runs (`python -m stream.cluster`), as its coordinator last saw it:
-    the store's `cluster_status` table, one row per (cluster, camera), so a dashboard can show the placement."""
-
-    cluster_id: str  # the coordinator's run (ids sort by start time, like session ids)
-    camera: str  # the camera's name in cameras.yaml: the stream id its detector scores it under
-    source: str  # redacted: no credentials
-    actor: str | None  # the detector actor that runs it; None while no detector has room for it
-    node: str | None  # the Ray node that actor is on
-    session_id: str | None  # the detector's store session its scores go to
-    state: str  # assigned | running | reconnecting | failed | unplaced | stopped
-    since: float  # wall-clock: when it took this actor and state
-    t: float  # wall-clock: when the coordinator last wrote this row
-    detail: str | None = None  # the last error, one line

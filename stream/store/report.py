@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from model.labels import UNCALIBRATED_WARNING
-from stream.health import StreamState
-from stream.scores import VerdictPolicy, VerdictState
+from stream.config import VerdictPolicy
+from stream.records import FaceSummary, StreamState, VerdictState
 from stream.store.base import ScoreReader
-from stream.store.records import FaceSummary, SessionRow, StreamRow
+from stream.store.records import SessionRow, StreamRow
 
 REPORT_SCHEMA = "deepfake-stream/report/1"
 

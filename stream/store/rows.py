@@ -6,9 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from stream.health import StreamState
-from stream.scores import VerdictState
-from stream.store.records import FaceRow, FaceSummary, HealthRow, SessionRow, StreamRow, VerdictRow
+from stream.records import FaceSummary, StreamState, VerdictState
+from stream.store.records import FaceRow, HealthRow, SessionRow, StreamRow, VerdictRow
 
 
 def session_row(r: Sequence[Any]) -> SessionRow:

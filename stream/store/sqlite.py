@@ -19,17 +19,19 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from stream.health import StreamHealth
-from stream.scores import Alert, Verdict, VerdictState, WindowScore
-from stream.store.keys import new_session_id
-from stream.store.records import (
+from stream.records import (
+    Alert,
     AnnotatedFrame,
     ClusterCamera,
     FaceUpdate,
-    SessionInfo,
-    StoreError,
+    StreamHealth,
     StreamInfo,
+    Verdict,
+    VerdictState,
+    WindowScore,
 )
+from stream.store.keys import new_session_id
+from stream.store.records import SessionInfo, StoreError
 from stream.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION, one_line
 
 log = logging.getLogger("deepfake_stream")

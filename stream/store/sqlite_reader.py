@@ -9,18 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stream.store.records import (
-    AlertRow,
-    ClusterCamera,
-    FaceRow,
-    FaceSummary,
-    FrameRow,
-    ScoreRow,
-    SessionRow,
-    StoreError,
-    StreamRow,
-    VerdictRow,
-)
+from stream.records import ClusterCamera, FaceSummary
+from stream.store.records import AlertRow, FaceRow, FrameRow, ScoreRow, SessionRow, StoreError, StreamRow, VerdictRow
 from stream.store.rows import face_row, face_summary, session_row, stream_row, verdict_row
 from stream.store.schema import BUSY_TIMEOUT_S, one_line
 

@@ -1,0 +1,564 @@
+"""The loop: drain the command inbox, take the newest frame of every stream, cut its faces, encode the crops in
+one batch, score the faces whose window is due, and send what happened to the sinks; publish health snapshots.
+
+Under overload (stream/overload.py) an iteration lasts at most a tracking period (`pipeline.min_track_fps`): the
+live crops encoded are those that fit in what is left of it, chosen round-robin across faces, and the frames of
+each live camera in between are thinned evenly by the iterations themselves.
+
+The loop thread owns all of its state. Other threads post commands (`add_source`, `remove_source`, `stop`) and
+read the published snapshots (`health`, `faces`, `face_summaries`, `stage_timings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+
+from model.engine import Engine
+from model.weights import LoadedModel
+from stream.capture.sources import Source
+from stream.config import Settings
+from stream.faces.cropper import FaceCrop, FaceCropper, build_cropper
+from stream.faces.mediapipe_detectors import FaceDetector
+from stream.loop.annotate import FaceLabel, annotated_jpeg
+from stream.loop.crop_encoder import CropEncoder
+from stream.loop.evidence_clips import ClipRecorder
+from stream.loop.face_state import Face, FaceRegistry, RingShape
+from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
+from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin, thinned_of
+from stream.loop.status_lines import engine_line, status_line
+from stream.loop.verdicts import threshold_line, with_checkpoint
+from stream.records import (
+    AnnotatedFrame,
+    EncodedBatch,
+    Event,
+    FaceSummary,
+    FaceUpdate,
+    Frame,
+    StageTiming,
+    StageTimings,
+    StreamHealth,
+    StreamInfo,
+    StreamState,
+    VerdictState,
+    WindowScore,
+)
+from stream.sinks.store_and_log import Sink
+from stream.timing import FpsMeter, StageTimer, span_rate
+
+log = logging.getLogger("deepfake_stream")
+
+FEATURE_DIM = 2048
+SOURCE_JOIN_S = 5.0
+
+
+@dataclass
+class _Stream:
+    """One stream's state, owned by the loop thread."""
+
+    source: Source
+    cropper: FaceCropper
+    live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
+    background: bool = False  # an upload: its frames wait for time the live streams leave (stream/overload.py)
+    interval_s: float | None = None  # a live stream's frame interval, from the frames it delivered
+    fps_in: FpsMeter = field(default_factory=FpsMeter)
+    fps_scored: FpsMeter = field(default_factory=FpsMeter)
+    frames_processed: int = 0
+    frames_thinned: int = 0
+    crops_encoded: int = 0
+    crops_skipped: int = 0
+    windows_scored: int = 0
+    first_frame_at: float | None = None  # monotonic time the loop took this stream's first frame ...
+    last_frame_at: float | None = None  # ... and its latest
+    last_annotated: float = 0.0
+    last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
+
+    def took_frame(self) -> None:
+        now = time.monotonic()
+        self.fps_in.tick(now)
+        self.frames_processed += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
+
+    def scored_window(self) -> None:
+        self.fps_scored.tick()
+        self.windows_scored += 1
+
+    def health(self) -> StreamHealth:
+        """Now: rates over the meters' last few seconds. A source that has ended (a file read to its end, a
+        publisher gone) is still live until the loop has taken its last buffered frame and closed the stream (its
+        final health then says how it ended): an ended state means no more scores will come and its name is free."""
+        now = time.monotonic()
+        health = self._health(self.fps_in.rate(now), self.fps_scored.rate(now))
+        if health.state in (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING):
+            return health
+        return replace(health, state=StreamState.LIVE)
+
+    def final_health(self) -> StreamHealth:
+        """At its end: rates over the stream's whole span, from its first processed frame to its last (a rate
+        taken "now" reads 0, or what its last few stamps suggest, once its frames have stopped coming)."""
+        start, end = self.first_frame_at, self.last_frame_at
+        return self._health(
+            span_rate(self.frames_processed - 1, start, end), span_rate(self.windows_scored, start, end)
+        )
+
+    def note_interval(self, frame: Frame) -> None:
+        """Update a live stream's frame interval (a moving average) from this frame and the last one processed."""
+        if self.last_processed is None or frame.index <= self.last_processed[0]:
+            return
+        interval = (frame.t_capture - self.last_processed[1]) / (frame.index - self.last_processed[0])
+        self.interval_s = interval if self.interval_s is None else self.interval_s + 0.2 * (interval - self.interval_s)
+
+    def count_thinned(self, frame: Frame, min_track_fps: float) -> None:
+        """Of the live frames the source's buffer dropped since the last one processed, count those thinned (the
+        rest stay dropped): see `stream.overload.thinned_of`."""
+        last, self.last_processed = self.last_processed, (frame.index, frame.t_capture)
+        if last is not None and frame.index - last[0] > 1:
+            self.frames_thinned += thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1], min_track_fps)
+
+    def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
+        return StreamHealth(
+            stream_id=self.source.stream_id,
+            state=self.source.state,
+            fps_in=fps_in,
+            fps_scored=fps_scored,
+            frames_dropped=self.source.dropped - self.frames_thinned,
+            reconnects=self.source.reconnects,
+            last_error=self.source.last_error,
+            frames_read=self.source.frames_read,
+            frames_thinned=self.frames_thinned,
+            crops_encoded=self.crops_encoded,
+            crops_skipped=self.crops_skipped,
+        )
+
+
+class Pipeline:
+    """The loop over every stream. A launcher (the `Detector`) builds it with an engine, settings and sinks."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        loaded: LoadedModel,
+        session_id: str,
+        settings: Settings,
+        sinks: Sequence[Sink],
+        detector_factory: Callable[[], FaceDetector] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.settings = settings
+        self.timer = StageTimer()
+        self._loaded = loaded
+        self._sinks = list(sinks)
+        self._detector_factory = detector_factory
+        self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
+        self._engine_name = engine.name
+        self._engine_rate: float | None = getattr(engine, "choice_rate", None)
+        # An uncalibrated model never gives a verdict, whatever the configuration says.
+        policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
+        self._threshold_line = threshold_line(policy)
+        shape = RingShape(settings.model.window, FEATURE_DIM, loaded.arch == "seed", settings.pipeline.thumb_size)
+        self._faces = FaceRegistry(shape, policy)
+        self._clips = ClipRecorder(settings.clips) if settings.clips.enabled else None
+        # What recent iterations took from the end of their encoding to their end (perf_counter seconds, a moving
+        # average), and this iteration's start and end of encoding.
+        self._tail_s = 0.0
+        self._began = self._encoded_at = 0.0
+        self._contended_until = 0.0  # monotonic: live crops were skipped lately (stream/overload.py)
+        self._gate = BackgroundGate()  # when uploads may run beside live streams
+        self._iteration_live: bool | None = None  # this iteration had live frames, upload frames alone, or neither
+        self._inbox = Inbox()
+        self._inbox_lock = threading.Lock()  # a command posted after close() is refused, never left unanswered
+        self._answered_after_flush: list[Future[None]] = []
+        self._next_track_ids: dict[str, int] = {}  # a stream id added again continues its ids: none is reused
+        self._streams: dict[str, _Stream] = {}
+        self._stopped_sources: list[Source] = []
+        self._events: list[Event] = []
+        self._ended_health: dict[str, StreamHealth] = {}
+        self._last_health = 0.0
+        self._last_status = time.monotonic()
+        self._closed = False
+        self._interrupted = False
+        # Snapshots for other threads: replaced whole, never mutated.
+        self._health: tuple[StreamHealth, ...] = ()
+        self._live_faces: tuple[FaceUpdate, ...] = ()
+        self._summaries: tuple[FaceSummary, ...] = ()
+
+    # ---- commands and snapshots (any thread) -----------------------------------------------------------------
+    def add_source(self, source: Source) -> Future[None]:
+        """Ask the loop to take an opened source; the future fails with ValueError if its stream id is taken."""
+        command = AddSource(source)
+        self._post(command)
+        return command.done
+
+    def remove_source(self, stream_id: str) -> Future[None]:
+        """Ask the loop to end a stream; the future is done once its faces and final health reached the sinks."""
+        command = RemoveSource(stream_id)
+        self._post(command)
+        return command.done
+
+    def stop(self, interrupted: bool = False) -> None:
+        """End the loop; `interrupted` (Ctrl-C): files not yet at their end are reported interrupted."""
+        self._inbox.post(Stop(interrupted))
+
+    def _post(self, command: AddSource | RemoveSource) -> None:
+        with self._inbox_lock:
+            if self._closed:
+                answer(command.done, RuntimeError("the detector has stopped"))
+                return
+            self._inbox.post(command)
+
+    def health(self) -> list[StreamHealth]:
+        return list(self._health)
+
+    def faces(self) -> list[FaceUpdate]:
+        """The live faces as of the last published snapshot."""
+        return list(self._live_faces)
+
+    def face_summaries(self) -> list[FaceSummary]:
+        """Every face seen so far (gone or live) as of the last published snapshot."""
+        return list(self._summaries)
+
+    def stage_timings(self) -> list[StageTiming]:
+        return self.timer.timings()
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None, serve: bool = False) -> None:
+        """Process until `stop()`, until `duration_s` has passed, or (unless `serve`) until every stream has
+        ended. A serving loop keeps running with no streams, waiting for commands."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            while self._handle_commands():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                frames = self._collect_frames()
+                if frames:
+                    self._process(frames)
+                # Every iteration: a busy live stream must not keep an ended file open (and reported).
+                self._end_finished_streams()
+                if not frames:
+                    if not self._streams and not serve:
+                        break
+                    time.sleep(0.002)
+                self._report_periodically()
+                self._flush()
+                if frames:
+                    self._timed_iteration(time.perf_counter())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop every source, mark every face gone, send the final health. Safe to call twice."""
+        with self._inbox_lock:
+            if self._closed:
+                return
+            self._closed = True
+        for work in self._streams.values():
+            work.source.stop()
+        for stream_id in list(self._streams):
+            self._close_stream(stream_id)
+        for command in self._inbox.drain():
+            if isinstance(command, AddSource | RemoveSource):
+                answer(command.done, RuntimeError("the detector has stopped"))
+        for source in self._stopped_sources:
+            source.join(SOURCE_JOIN_S)
+        self._publish()
+        self._flush()
+        for sink in self._sinks:
+            sink.close()
+
+    def _handle_commands(self) -> bool:
+        """Apply posted commands; False when the loop should end."""
+        keep_running = True
+        for command in self._inbox.drain():
+            match command:
+                case AddSource(source=source, done=done):
+                    if done.cancelled():  # its caller gave up waiting: do not start what nobody will stop
+                        source.stop()
+                        continue
+                    if source.stream_id in self._streams:
+                        answer(done, ValueError(f"stream id {source.stream_id!r} is already in the pipeline"))
+                        continue
+                    self._start_stream(source)
+                    answer(done)
+                case RemoveSource(stream_id=stream_id, done=done):
+                    if stream_id not in self._streams:
+                        answer(done, KeyError(f"no stream {stream_id!r} in the pipeline"))
+                        continue
+                    self._streams[stream_id].source.stop()
+                    self._close_stream(stream_id, removed=True)
+                    self._answered_after_flush.append(done)
+                case Stop(interrupted=interrupted):
+                    self._interrupted = self._interrupted or interrupted
+                    keep_running = False
+        return keep_running
+
+    def _start_stream(self, source: Source) -> None:
+        first_id = self._next_track_ids.get(source.stream_id, 1)
+        cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
+        self._streams[source.stream_id] = _Stream(source, cropper, live=source.live, background=source.spec.background)
+        self._ended_health.pop(source.stream_id, None)
+        self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
+        source.timer = self.timer
+        source.start()
+        self._publish()
+
+    def _collect_frames(self) -> list[Frame]:
+        foreground = {sid: w for sid, w in self._streams.items() if not w.background}
+        frames = [f for w in foreground.values() if (f := w.source.buffer.take()) is not None]
+        if frames and self.settings.pipeline.max_wait_ms > 0 and len(frames) < len(foreground):
+            # Give the other live streams a moment, so their crops share this batch.
+            time.sleep(self.settings.pipeline.max_wait_ms / 1000)
+            have = {f.stream_id for f in frames}
+            frames += [
+                f for sid, w in foreground.items() if sid not in have and (f := w.source.buffer.take()) is not None
+            ]
+        if len(foreground) < len(self._streams) and self._background_may_run(frames):
+            frames += [f for w in self._streams.values() if w.background and (f := w.source.buffer.take()) is not None]
+        return frames
+
+    def _background_may_run(self, frames: list[Frame]) -> bool:
+        """Uploads' frames join this iteration when no live stream runs; beside live streams, only in an iteration
+        of their own that fits in the time the cameras leave (stream/overload.py, `background_fits`)."""
+        live = [w for w in self._streams.values() if w.live]
+        if not live:
+            return True
+        if any(self._streams[f.stream_id].live for f in frames) or time.monotonic() < self._contended_until:
+            return False
+        cameras = [(w.last_processed[1], w.interval_s) for w in live if w.last_processed is not None and w.interval_s]
+        return self._gate.may_run(time.time(), cameras)
+
+    def _timed_iteration(self, ended: float) -> None:
+        if self._encoded_at > self._began:
+            self._tail_s += 0.2 * (ended - self._encoded_at - self._tail_s)
+        if self._iteration_live is not None:
+            self._gate.took(self._iteration_live, ended - self._began)
+
+    def _process(self, frames: list[Frame]) -> None:
+        self._began = time.perf_counter()
+        min_track_fps = self.settings.pipeline.min_track_fps
+        crops: list[FaceCrop] = []
+        kinds = [self._streams[frame.stream_id] for frame in frames]
+        live, background = any(w.live for w in kinds), all(w.background for w in kinds)
+        first = any(w.frames_processed == 0 for w in kinds)  # a stream's first frame pays for warming up: not timed
+        self._iteration_live = None if first else (True if live else (False if background else None))
+        for frame in frames:
+            work = self._streams[frame.stream_id]
+            work.took_frame()
+            if work.live:
+                work.note_interval(frame)
+                work.count_thinned(frame, min_track_fps)
+            crops.extend(work.cropper.crops(frame))
+            # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
+            self._evict(frame.stream_id, work.cropper.take_evicted())
+        touched = self._encode_and_score(crops) if crops else []
+        self._events.extend(face.update() for face in touched)
+        now = time.time()
+        for frame in frames:
+            self._annotate(self._streams[frame.stream_id], frame, now)
+
+    def _encode_and_score(self, crops: list[FaceCrop]) -> list[Face]:
+        """Encode the crops the budget allows (every file crop; live ones round-robin), push each into its face's
+        ring, count the others skipped, score the faces whose window is due; the faces touched, in crop order."""
+        faces = [self._faces.see(c.frame, c.track.track_id, c.image_bgr) for c in crops]
+        chosen = self._choose(crops, faces)
+        began = time.perf_counter()
+        features, logits = self._encoder.encode([crops[i].image_bgr for i in chosen]) if chosen else (None, None)
+        self._encoded_at = time.perf_counter()
+        if chosen:
+            self._events.append(EncodedBatch(len(chosen), self._encoded_at - began))
+        window, stride = self.settings.model.window, self.settings.model.stride
+        rows = {index: row for row, index in enumerate(chosen)}
+        due: list[tuple[FaceCrop, Face]] = []
+        for index, (crop, face) in enumerate(zip(crops, faces, strict=True)):
+            work = self._streams[crop.frame.stream_id]
+            row = rows.get(index)
+            if row is None:
+                face.skip_crop(crop.frame)
+                work.crops_skipped += 1
+                continue
+            assert features is not None
+            face.add_crop(crop.frame, crop.image_bgr, features[row], None if logits is None else logits[row])
+            work.crops_encoded += 1
+            if (finished := face.feed_clip(crop.image_bgr)) is not None:
+                self._events.append(finished)
+            if face.window_due(window, stride):
+                due.append((crop, face))
+        if due:
+            self._score(due)
+        touched = {(face.stream_id, face.track_id): face for face in faces}
+        return list(touched.values())
+
+    def _choose(self, crops: list[FaceCrop], faces: list[Face]) -> list[int]:
+        """The crops to encode this iteration, in crop order: every file crop, and the live crops that fit in the
+        encode budget, round-robin across every live face of every stream (stream/overload.py)."""
+        live = [i for i, crop in enumerate(crops) if self._streams[crop.frame.stream_id].live]
+        if not live:
+            return list(range(len(crops)))
+        files = len(crops) - len(live)  # always encoded, in the same calls
+        fit = crops_that_fit(self._encode_budget_s(), lambda n: self._encoder.seconds_for(files + n), len(live))
+        floor = self._share_floor([faces[i] for i in live])
+        contended = time.monotonic() < self._contended_until
+        shares, turns = [faces[i].share for i in live], [faces[i].turn for i in live]
+        picked = [live[j] for j in round_robin(shares, turns, fit, floor, contended)]
+        self._faces.requeue(faces[i] for i in picked)
+        skipped = set(live) - set(picked)
+        if skipped:
+            self._contended_until = time.monotonic() + CONTENTION_S
+        return [i for i in range(len(crops)) if i not in skipped]
+
+    def _share_floor(self, present: list[Face]) -> int:
+        """The lowest round-robin share among live streams' faces seen in the last `ACTIVE_S`; a present face that
+        is new, or back after longer, joins at it (no burst of crops for a face that was away)."""
+        now = time.time()
+        recent = [
+            face
+            for face in self._faces.live()
+            if self._streams[face.stream_id].live
+            and face.crops + face.crops_skipped > 0
+            and now - face.last_seen < ACTIVE_S
+        ]
+        floor = min((face.share for face in recent), default=0)
+        seen_lately = {id(face) for face in recent}
+        for face in present:
+            if id(face) not in seen_lately:
+                face.share = max(face.share, floor)
+        return floor
+
+    def _encode_budget_s(self) -> float:
+        """Seconds the encoder may spend on this iteration's crops: `pipeline.encode_budget_ms`, else what the
+        iteration's other work (so far, and after the encoding as lately) leaves of a tracking period."""
+        fixed = self.settings.pipeline.encode_budget_ms
+        if fixed > 0:
+            return fixed / 1000
+        spent = time.perf_counter() - self._began
+        return 1.0 / self.settings.pipeline.min_track_fps - spent - self._tail_s
+
+    def _score(self, due: list[tuple[FaceCrop, Face]]) -> None:
+        window = self.settings.model.window
+        p_fakes = self._encoder.score([face.ring.window(window) for _, face in due], self.settings.model.window_mode)
+        t_scored = time.time()
+        for (crop, face), p_fake in zip(due, p_fakes, strict=True):
+            frame = crop.frame
+            self._events.append(
+                WindowScore(
+                    self.session_id,
+                    frame.stream_id,
+                    face.track_id,
+                    frame.index,
+                    frame.t_media,
+                    window,
+                    p_fake,
+                    frame.t_capture,
+                    t_scored,
+                )
+            )
+            self.timer.record("latency", t_scored - frame.t_capture)
+            self._streams[frame.stream_id].scored_window()
+            update = face.add_score(p_fake, t_scored)
+            if update.changed:
+                self._events.append(update.verdict)
+            if update.alert is not None:
+                alert = replace(update.alert, t_media=frame.t_media)
+                self._events.append(alert)
+                if self._clips is not None:
+                    if face.clip is not None:
+                        self._events.append(face.finish_clip())
+                    face.clip = self._clips.start(alert, face.ring.thumbnails())
+
+    def _evict(self, stream_id: str, track_ids: list[int]) -> None:
+        for track_id in track_ids:
+            face = self._faces.evict(stream_id, track_id)
+            if face is None:
+                continue
+            if (finished := face.finish_clip()) is not None:
+                self._events.append(finished)
+            self._events.append(face.update())
+
+    def _annotate(self, work: _Stream, frame: Frame, now: float) -> None:
+        if now - work.last_annotated < 1.0 / self.settings.pipeline.annotate_fps:
+            return
+        began = time.perf_counter()
+        labels = []
+        for track in work.cropper.last_tracks:
+            face = self._faces.get(frame.stream_id, track.track_id)
+            verdict = face.verdict if face else VerdictState.UNSURE
+            labels.append(FaceLabel(track.track_id, track.box, verdict, face.rolling_p_fake if face else None))
+        self._events.append(AnnotatedFrame(frame.stream_id, now, annotated_jpeg(frame.image_bgr, labels)))
+        work.last_annotated = now
+        self.timer.record("annotate", time.perf_counter() - began)
+
+    def _end_finished_streams(self) -> None:
+        for stream_id in [sid for sid, work in self._streams.items() if work.source.finished]:
+            self._close_stream(stream_id)
+
+    def _close_stream(self, stream_id: str, removed: bool = False) -> None:
+        """Forget a stream whose source ended or was stopped (`removed`: by a command): its faces go, its last health
+        stays."""
+        work = self._streams.pop(stream_id)
+        self._evict(stream_id, work.cropper.evict_all())
+        self._next_track_ids[stream_id] = work.cropper.next_track_id
+        work.cropper.close()
+        self._stopped_sources.append(work.source)
+        final = replace(work.final_health(), state=self._final_state(work.source, removed))
+        self._ended_health[stream_id] = final
+        self._events.append(final)
+        self._publish()
+
+    def _final_state(self, source: Source, removed: bool = False) -> StreamState:
+        """How a closed stream ended: a file stopped before its end (Ctrl-C, or removed) was interrupted. Its capture
+        thread may still be unwinding, so this does not wait for it."""
+        if source.state in (StreamState.FAILED, StreamState.TRUNCATED, StreamState.LOST):
+            return source.state
+        if (self._interrupted or removed) and source.stopped_early:
+            return StreamState.INTERRUPTED
+        return StreamState.ENDED
+
+    def _report_periodically(self) -> None:
+        now = time.monotonic()
+        settings = self.settings.pipeline
+        if now - self._last_health >= settings.health_interval_s:
+            self._last_health = now
+            self._events.extend(work.health() for work in self._streams.values())
+            self._events.append(StageTimings(time.time(), tuple(self.timer.timings())))
+            self._publish()
+        if now - self._last_status >= settings.status_interval_s:
+            self._last_status = now
+            for line in self.status_lines():
+                log.info(line)
+
+    def status_lines(self) -> list[str]:
+        streams = [
+            status_line(
+                work.health(),
+                work.source.spec.kind,
+                work.source.spec.live,
+                len(work.cropper.last_tracks),
+                work.frames_processed,
+                work.source.expected_frames,
+            )
+            for work in self._streams.values()
+        ]
+        engine = engine_line(self._engine_name, self._engine_rate, self._encoder.seconds_for(1))
+        return [engine, self._threshold_line, *streams]
+
+    def _publish(self) -> None:
+        live = {sid: work.health() for sid, work in self._streams.items()}
+        self._health = tuple(sorted({**self._ended_health, **live}.values(), key=lambda h: h.stream_id))
+        self._live_faces = tuple(face.snapshot() for face in self._faces.live())
+        self._summaries = tuple(self._faces.summaries())
+
+    def _flush(self) -> None:
+        if self._events:
+            events, self._events = self._events, []
+            began = time.perf_counter()
+            for sink in self._sinks:
+                sink.send(events)
+            self.timer.record("store", time.perf_counter() - began)
+        answered, self._answered_after_flush = self._answered_after_flush, []
+        for done in answered:
+            answer(done)

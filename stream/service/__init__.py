@@ -1,0 +1,1 @@
+"""The detector's HTTP service: app, routes, schemas, auth, uploads and WHIP ingest."""

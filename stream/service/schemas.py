@@ -1,0 +1,104 @@
+"""The control API's request and response bodies (pydantic models), so /openapi.json describes every field exactly."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.records import StreamState, VerdictState
+from stream.store import Report
+
+STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+UploadState = Literal["queued", "running", "done", "failed"]
+
+
+class Problem(BaseModel):
+    """Every error answer: one line saying what was wrong."""
+
+    detail: str
+
+
+class Liveness(BaseModel):
+    ok: bool
+
+
+class StreamOut(BaseModel):
+    """A stream of this detector and its health (ended streams stay listed with their final health)."""
+
+    stream_id: str
+    kind: str = Field(description="demo | webcam | rtsp | screen | file | whip | upload")
+    source: str = Field(description="the source reference, credentials removed")
+    state: StreamState
+    fps_in: float
+    fps_scored: float = Field(description="window scores per second")
+    frames_read: int
+    frames_dropped: int
+    frames_thinned: int
+    reconnects: int
+    last_error: str | None
+
+
+class AddStream(BaseModel):
+    """A source to add: any reference `run_stream.py` accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="demo | a webcam (0, /dev/video0) | rtsp://… | screen[:X,Y,W,H] | a video file on the detector",
+        examples=["rtsp://camera.local/stream"],
+    )
+    name: str | None = Field(
+        default=None, pattern=STREAM_NAME, description="the stream id (default: made from the source)"
+    )
+
+
+class FaceOut(BaseModel):
+    """A live face with its rolling score and verdict."""
+
+    stream_id: str
+    track_id: int
+    state: Literal["live", "gone"]
+    verdict: VerdictState
+    rolling_p_fake: float | None
+    frames_scored: int = Field(description="window scores so far")
+    crops: int
+    crops_skipped: int
+    first_seen: float = Field(description="wall-clock seconds")
+    last_seen: float
+    first_t_media: float | None
+    last_t_media: float | None
+
+
+class UploadLimits(BaseModel):
+    """The largest video an upload may send (`service.upload_max_mb`)."""
+
+    max_bytes: int
+    max_mb: float
+
+
+class UploadOut(BaseModel):
+    """An uploaded video scored as a stream of kind `upload`: its progress, then its report."""
+
+    upload_id: str = Field(description="also its stream id")
+    session_id: str
+    file_name: str
+    size_bytes: int | None = Field(description="its size (None for uploads of earlier sessions)")
+    state: UploadState = Field(description="queued | running | done | failed (the reason in `error`)")
+    status: str | None = Field(description="the report's stream status once it has ended (ok, no_faces, truncated…)")
+    frames_done: int
+    frames_expected: int | None
+    error: str | None
+    report: Report | None = Field(
+        default=None, description="once it has ended: the same report (schema and verdict) as run_stream.py --report"
+    )
+
+
+class ApiError(Exception):
+    """A request the service cannot do: its HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

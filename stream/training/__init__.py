@@ -1,0 +1,1 @@
+"""Training data: labelled video sets and their preparation with the serving crop unit."""
