@@ -21,7 +21,9 @@ from stream.faces.mediapipe_detectors import FaceDetector
 from stream.loop.pipeline import Pipeline
 from stream.loop.verdicts import with_checkpoint
 from stream.records import FaceSummary, StreamHealth
-from stream.sinks.store_and_log import LogSink, Sink, StoreSink
+from stream.sinks.log_sink import LogSink
+from stream.sinks.protocol import Sink
+from stream.sinks.store_sink import StoreSink
 from stream.sinks.webhooks import WebhookSink
 from stream.store import ScoreWriter, SessionInfo, open_writer
 
@@ -85,7 +87,7 @@ class Detector:
         except BaseException:
             self.writer.close()
             raise
-        self.metrics: Metrics | None = None  # with the service: its `router` serves /metrics
+        self.metrics: Metrics | None = None  # with the service, which serves it at /metrics
         self.pipeline = Pipeline(
             self.engine,
             self.loaded,
@@ -93,23 +95,23 @@ class Detector:
             settings,
             [StoreSink(self.writer, self.session_id), LogSink(), *self._service_sinks(), *sinks],
             detector_factory,
+            on_sink_error=self.metrics.count_sink_error if self.metrics is not None else None,
         )
         self._names: list[str] = []
         self.sources: list[Source] = []
         self._closed = False
 
     def _service_sinks(self) -> list[Sink]:
-        """Metrics when the service runs (it mounts `self.metrics.router`); webhooks whenever URLs are configured."""
+        """Metrics when the service runs (it serves them at /metrics); webhooks whenever URLs are configured."""
         service = self.settings.service
         sinks: list[Sink] = []
         if service.port is not None:
-            # Imported here: FastAPI and prometheus_client are the service's; a detector without one never loads them.
-            from stream.service.auth import token_guard
+            # Imported here: prometheus_client is the service's; a detector without one never loads it.
             from stream.sinks.metrics import Metrics
 
             model = {"session_id": self.session_id, "checkpoint": self.loaded.name, "engine": self.engine.name}
             model |= {"device": str(self.engine.device), "calibrated": str(self.loaded.calibrated).lower()}
-            self.metrics = Metrics({**model, "window": str(self.settings.model.window)}, token_guard(service.token))
+            self.metrics = Metrics({**model, "window": str(self.settings.model.window)})
             sinks.append(self.metrics)
         if service.webhooks:
             sinks.append(WebhookSink(service, self.session_id, self.metrics))

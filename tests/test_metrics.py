@@ -32,6 +32,7 @@ from stream.records import (
     WindowScore,
 )
 from stream.service.auth import token_guard
+from stream.service.routes.metrics import MetricsRoute
 from stream.sinks.metrics import Metrics
 from stream.store import open_reader
 from tests import media
@@ -64,9 +65,9 @@ def serving(app: FastAPI) -> Iterator[str]:
         assert not thread.is_alive(), "uvicorn did not stop"
 
 
-def metrics_app(metrics: Metrics) -> FastAPI:
+def metrics_app(metrics: Metrics, token: str | None = None) -> FastAPI:
     app = FastAPI()
-    app.include_router(metrics.router)
+    app.include_router(MetricsRoute(metrics, token_guard(token)).router)
     return app
 
 
@@ -173,8 +174,8 @@ def test_no_service_port_no_metrics(seed_model, tmp_path: Path, engine_cache) ->
 
 # ---- the route --------------------------------------------------------------------------------------------------
 def test_a_token_guards_the_scrape() -> None:
-    metrics = Metrics({"checkpoint": "test"}, guard=token_guard("s3cret"))
-    with serving(metrics_app(metrics)) as base:
+    metrics = Metrics({"checkpoint": "test"})
+    with serving(metrics_app(metrics, "s3cret")) as base:
         refused = httpx.get(f"{base}/metrics", timeout=10)
         assert refused.status_code == 401
         assert "bearer token" in refused.json()["detail"] and "\n" not in refused.json()["detail"]

@@ -47,7 +47,7 @@ from stream.records import (
     VerdictState,
     WindowScore,
 )
-from stream.sinks.store_and_log import Sink
+from stream.sinks.protocol import Sink, SinkFanout
 from stream.timing import FpsMeter, StageTimer, span_rate
 
 log = logging.getLogger("deepfake_stream")
@@ -148,12 +148,14 @@ class Pipeline:
         settings: Settings,
         sinks: Sequence[Sink],
         detector_factory: Callable[[], FaceDetector] | None = None,
+        on_sink_error: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_sink_error(sink, error type)`: told each time a non-critical sink fails (see `SinkFanout`)."""
         self.session_id = session_id
         self.settings = settings
         self.timer = StageTimer()
         self._loaded = loaded
-        self._sinks = list(sinks)
+        self._sinks = SinkFanout(sinks, on_sink_error)
         self._detector_factory = detector_factory
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         self._engine_name = engine.name
@@ -268,8 +270,7 @@ class Pipeline:
             source.join(SOURCE_JOIN_S)
         self._publish()
         self._flush()
-        for sink in self._sinks:
-            sink.close()
+        self._sinks.close()
 
     def _handle_commands(self) -> bool:
         """Apply posted commands; False when the loop should end."""
@@ -556,8 +557,7 @@ class Pipeline:
         if self._events:
             events, self._events = self._events, []
             began = time.perf_counter()
-            for sink in self._sinks:
-                sink.send(events)
+            self._sinks.send(events)
             self.timer.record("store", time.perf_counter() - began)
         answered, self._answered_after_flush = self._answered_after_flush, []
         for done in answered:

@@ -26,6 +26,7 @@ from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamHealth, StreamState
 from stream.service.auth import token_guard
+from stream.service.routes.metrics import MetricsRoute
 from stream.service.schemas import (
     STREAM_NAME,
     AddStream,
@@ -75,7 +76,7 @@ def default_extensions(detector: Detector, settings: ServiceSettings) -> list[Ex
 
     extensions: list[Extension] = [WhipIngest(detector, settings, token_guard(settings.token))]
     if detector.metrics is not None:
-        extensions.append(detector.metrics)
+        extensions.append(MetricsRoute(detector.metrics, token_guard(settings.token)))
     return extensions
 
 

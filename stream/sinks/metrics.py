@@ -1,5 +1,5 @@
-"""Prometheus metrics: a sink that turns the loop's events into counters, gauges and histograms in its own registry,
-and a router serving them as Prometheus text at `GET /metrics`.
+"""Prometheus metrics: a sink that turns the loop's events into counters, gauges and histograms in its own registry
+(the service serves them as Prometheus text at `GET /metrics`).
 
 Every series, labelled by `stream` where it is per stream:
 
@@ -19,6 +19,8 @@ Every series, labelled by `stream` where it is per stream:
 - `deepfake_encode_batch_crops` / `deepfake_encode_seconds` (histograms): crops per loop iteration's encoding
   and the time it took (engine calls of at most `pipeline.max_batch`, preprocessing included).
 - `deepfake_stage_seconds{stage, quantile}`: the loop's stage timings (p50, p95) as of its last report.
+- `deepfake_sink_errors_total{sink, error}`: times a sink other than the store failed (it is skipped for that
+  batch; the loop and the other sinks go on).
 - `deepfake_webhook_posts_total{outcome}`: webhook deliveries `delivered`, `retried` (a failed attempt tried
   again), `failed` (given up after every retry) and `dropped` (queue full, or still queued at shutdown).
 
@@ -29,9 +31,7 @@ process-global one, so several detectors can live in one process.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
-from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from stream.records import (
@@ -73,15 +73,14 @@ _HEALTH_HELP = {
 
 
 class Metrics:
-    """A Sink keeping Prometheus metrics of the loop's events, and `router` serving them at `GET /metrics`.
+    """A Sink keeping Prometheus metrics of the loop's events; `exposition()` is what `GET /metrics` serves.
 
     `info`: the model's labels for `deepfake_model_info` (checkpoint, engine, device, calibrated, ...).
-    `guard`: a FastAPI dependency run before each scrape (e.g. `stream.access.token_guard(token)`).
     `send()` runs on the loop thread; scrapes read the registry from the service's threads (prometheus_client's
     metrics are thread-safe), and the bookkeeping dicts below are touched only by `send()`.
     """
 
-    def __init__(self, info: Mapping[str, str] | None = None, guard: Callable[..., Any] | None = None) -> None:
+    def __init__(self, info: Mapping[str, str] | None = None) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         self._model = Info("deepfake_model", "The model and engine this detector runs", registry=registry)
@@ -151,19 +150,17 @@ class Metrics:
             self._webhooks.labels(outcome)  # present at 0 from the start, so a rate can be taken at once
         self._last_counts: dict[str, dict[str, int]] = {}  # per stream: the cumulative counts last mirrored
         self._live_verdicts: dict[str, dict[int, VerdictState]] = {}  # per stream: live face -> its verdict
-        self.router = APIRouter()
-        self.router.add_api_route(
-            "/metrics",
-            self._scrape,
-            methods=["GET"],
-            response_class=Response,
-            dependencies=[Depends(guard)] if guard is not None else [],
-            summary="Prometheus metrics",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+        self._sink_errors = Counter(
+            "deepfake_sink_errors", "Times a sink other than the store failed", ["sink", "error"], registry=registry
         )
 
-    def _scrape(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+    def exposition(self) -> tuple[bytes, str]:
+        """The metrics as Prometheus text, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def count_sink_error(self, sink: str, error: str) -> None:
+        """Count one failure of a non-critical sink (any thread)."""
+        self._sink_errors.labels(sink, error).inc()
 
     def count_webhook(self, outcome: str) -> None:
         """Count one webhook delivery outcome (see WEBHOOK_OUTCOMES); any thread."""
@@ -239,6 +236,3 @@ class Metrics:
 
     def close(self) -> None:
         """Nothing to release: the metrics stay readable after the loop has ended."""
-
-    async def aclose(self) -> None:
-        """The service's shutdown hook: nothing runs on its loop."""

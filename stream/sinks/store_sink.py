@@ -1,12 +1,9 @@
-"""Where the loop's events go: a small `Sink` Protocol, the store sink (which owns the session and links alerts to
-their clips) and a log sink. Metrics and webhooks plug in beside them."""
+"""The store sink: writes the loop's events to the score store under one session and commits once per iteration."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
 from stream.records import (
     Alert,
@@ -23,19 +20,12 @@ from stream.records import (
 )
 from stream.store import ScoreWriter
 
-log = logging.getLogger("deepfake_stream")
-
-
-class Sink(Protocol):
-    """Receives one loop iteration's events, in the order they happened."""
-
-    def send(self, events: Sequence[Event]) -> None: ...
-
-    def close(self) -> None: ...
-
 
 class StoreSink:
-    """Writes events to the score store under one session and commits once per iteration."""
+    """Writes events to the score store under one session and commits once per iteration. Critical: scores that
+    cannot be written must not be silently dropped, so its errors end the run (see `SinkFanout`)."""
+
+    critical = True
 
     def __init__(self, writer: ScoreWriter, session_id: str) -> None:
         self.writer = writer
@@ -74,34 +64,3 @@ class StoreSink:
 
     def close(self) -> None:
         self.writer.commit()
-
-
-class LogSink:
-    """Verdict changes, alerts and finished clips as log lines."""
-
-    def send(self, events: Sequence[Event]) -> None:
-        for event in events:
-            match event:
-                case Verdict():
-                    log.info(
-                        "%s face #%d: %s (rolling p_fake %.2f)",
-                        event.stream_id,
-                        event.track_id,
-                        event.state.value,
-                        event.rolling_p_fake,
-                    )
-                case Alert():
-                    log.warning(
-                        "ALERT %s face #%d turned FAKE (p_fake %.2f)", event.stream_id, event.track_id, event.p_fake
-                    )
-                case FinishedClip():
-                    log.info(
-                        "evidence clip for %s face #%d: %s (%d frames)",
-                        event.alert.stream_id,
-                        event.alert.track_id,
-                        event.path,
-                        event.frames,
-                    )
-
-    def close(self) -> None:
-        pass
