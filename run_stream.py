@@ -28,7 +28,7 @@ from model.labels import MAX_WINDOW, MIN_WINDOW, UNCALIBRATED_WARNING
 from stream.network import TOKEN_ENV
 
 if TYPE_CHECKING:
-    from stream.capture.sources import SourceSpec
+    from stream.capture.references import SourceSpec
     from stream.config import Settings
     from stream.detector import Detector
     from stream.store import Report
@@ -244,7 +244,7 @@ def write_report(path: Path, report: Report) -> None:
 
 def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
     """The references that parse, and how many did not (each said on stderr)."""
-    from stream.capture.sources import SourceError, parse_source
+    from stream.capture.references import SourceError, parse_source
 
     specs, failed = [], 0
     for reference in references:
@@ -259,7 +259,7 @@ def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
 def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
     """Hand every source to the detector; how many could not be opened (each said on stderr)."""
     from stream.capture.demo import demo_frames
-    from stream.capture.sources import SourceError
+    from stream.capture.references import SourceError
 
     failed = 0
     for spec in specs:

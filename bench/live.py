@@ -37,7 +37,9 @@ from model.cpu import cpu_description
 from model.engine import Engine, build_engine
 from model.engine_choice import measure
 from model.weights import LoadedModel, random_model
-from stream.capture.sources import Source, SourceSpec, decode_frames, open_container
+from stream.capture.decoding import decode_frames, open_container
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Source
 from stream.config import Settings, SourceOptions, with_overrides
 from stream.detector import Detector, cpu_calibration
 from stream.records import DecodedFrame

@@ -52,7 +52,8 @@ from bench.common import print_table
 from bench.live import looping
 from bench.pipeline import make_video
 from model.cpu import cpu_description
-from stream.capture.sources import Source, SourceSpec
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Source
 from stream.config import ConfigError, Settings, with_overrides
 from stream.detector import Detector, engine_label
 from stream.records import AnnotatedFrame, Event, FaceUpdate, StreamState, WindowScore

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from model.engine import GATED_CPU_ENGINES, Calibration, Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
-from stream.capture.sources import Producer, Source, SourceSpec, parse_source, stream_name
+from stream.capture.references import SourceSpec, parse_source, stream_name
+from stream.capture.sources import Producer, Source
 from stream.config import Settings, settings_as_dict
 from stream.config.store_location import local_path
 from stream.faces.cropper import crop_geometry

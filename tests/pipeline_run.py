@@ -9,7 +9,8 @@ from typing import Any
 
 from model.engine import Engine, build_engine
 from model.weights import LoadedModel
-from stream.capture.sources import Source, SourceSpec, parse_source
+from stream.capture.references import SourceSpec, parse_source
+from stream.capture.sources import Source
 from stream.config import Settings, with_overrides
 from stream.detector import Detector
 from stream.records import FaceSummary

@@ -18,7 +18,7 @@ from model.openvino_engine import OpenVinoEngine
 from model.parity import P_FAKE_DELTA_MAX, check_parity
 from model.preprocess import crops_to_batch
 from model.weights import LoadedModel, random_model
-from stream.capture.sources import parse_source
+from stream.capture.references import parse_source
 from stream.records import VerdictState
 from tests import media
 from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model

@@ -13,7 +13,8 @@ import torch
 from model.engine import TorchEngine, build_engine
 from model.parity import check_parity
 from model.weights import LoadedModel
-from stream.capture.sources import Source, SourceSpec
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Source
 from stream.config import Settings, with_overrides
 from stream.loop.pipeline import Pipeline
 from stream.records import WindowScore

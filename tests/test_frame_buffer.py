@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stream.capture.sources import FrameBuffer
+from stream.capture.frame_buffer import FrameBuffer
 from stream.records import Frame
 
 BLOCKED_S = 0.3  # long enough to see a writer still waiting

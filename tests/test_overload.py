@@ -15,7 +15,8 @@ from torch import Tensor
 
 from model.network import FrameOutputs
 from model.weights import LoadedModel
-from stream.capture.sources import Source, SourceSpec
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Source
 from stream.config import Settings, VerdictPolicy, with_overrides
 from stream.loop.crop_encoder import EncodeCost
 from stream.loop.face_state import FaceRegistry, RingShape

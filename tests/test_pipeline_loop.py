@@ -19,7 +19,8 @@ from torch import Tensor
 
 from model.network import FrameOutputs
 from model.weights import LoadedModel
-from stream.capture.sources import Producer, Source, SourceSpec
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Producer, Source
 from stream.config import Settings, settings_as_dict, with_overrides
 from stream.detector import Detector
 from stream.loop.pipeline import Pipeline

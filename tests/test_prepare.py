@@ -12,7 +12,8 @@ import pytest
 
 from model.prepared import SERVING_CROP_GEOMETRY, load_crops, read_manifest
 from model.preprocess import resize_crop
-from stream.capture.sources import decode_frames, open_container, parse_source
+from stream.capture.decoding import decode_frames, open_container
+from stream.capture.references import parse_source
 from stream.config import Settings, SourceOptions
 from stream.faces.cropper import build_cropper, crop_geometry
 from stream.records import Frame

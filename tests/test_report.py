@@ -13,7 +13,7 @@ import pytest
 
 from model.labels import UNCALIBRATED_WARNING
 from model.weights import LoadedModel
-from stream.capture.sources import SourceSpec
+from stream.capture.references import SourceSpec
 from stream.config import Settings, with_overrides
 from stream.detector import Detector
 from stream.store import REPORT_SCHEMA, FaceReport, Report, build_report, open_reader, overall_verdict

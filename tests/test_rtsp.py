@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from stream.capture.sources import Source, SourceError, parse_source
+from stream.capture.references import SourceError, parse_source
+from stream.capture.sources import Source
 from stream.config import SourceOptions
 from stream.records import Frame, StreamState
 from tests.netns import RtspServer, private_network, rtsp_server

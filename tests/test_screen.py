@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.capture.sources import SourceError, open_container, parse_source
+from stream.capture.decoding import open_container
+from stream.capture.references import SourceError, parse_source
 from stream.config import SourceOptions
 from tests import media
 from tests.pipeline_run import run_specs

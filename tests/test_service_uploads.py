@@ -16,7 +16,8 @@ from torch import Tensor
 
 from model.network import FrameOutputs
 from model.weights import LoadedModel
-from stream.capture.sources import Source, SourceSpec
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Source
 from stream.config import Settings, with_overrides
 from stream.loop.overload import background_fits
 from stream.loop.pipeline import Pipeline

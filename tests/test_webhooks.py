@@ -24,7 +24,7 @@ import run_stream
 from model.engine import build_engine
 from model.preprocess import crop_face
 from model.weights import LoadedModel, load_checkpoint, save_checkpoint
-from stream.capture.sources import SourceSpec, parse_source
+from stream.capture.references import SourceSpec, parse_source
 from stream.config import ServiceSettings, Settings
 from stream.detector import Detector
 from stream.faces.mediapipe_detectors import FaceDetector

@@ -32,7 +32,8 @@ from fastapi import FastAPI
 
 from model.engine import build_engine
 from model.weights import LoadedModel
-from stream.capture.sources import Source, SourceSpec
+from stream.capture.references import SourceSpec
+from stream.capture.sources import Source
 from stream.config import ServiceSettings, SourceOptions
 from stream.detector import Detector
 from stream.records import AnnotatedFrame, Event, FaceUpdate, StreamHealth, StreamState, WindowScore

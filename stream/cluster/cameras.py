@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from stream.capture.sources import redact
+from stream.capture.references import redact
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -36,7 +36,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from stream.capture.sources import redact
+from stream.capture.references import redact
 from stream.cluster.assignment import Worker, assign
 from stream.cluster.cameras import CameraListError, CameraPlan, load_cameras
 from stream.cluster.worker import DetectorWorker, WorkerReport

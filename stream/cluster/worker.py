@@ -99,7 +99,7 @@ class DetectorWorker:
     def set_cameras(self, cameras: Mapping[str, str]) -> WorkerReport:
         """Run exactly `cameras` (name -> source): stop those not listed or whose source changed, open the rest.
         A source that cannot be opened is reported `failed` with its one-line reason (the next call tries again)."""
-        from stream.capture.sources import SourceError
+        from stream.capture.references import SourceError
 
         with self._lock:
             for name, source in list(self._cameras.items()):

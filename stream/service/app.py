@@ -21,7 +21,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from stream.capture.sources import Source, SourceError
+from stream.capture.references import SourceError
+from stream.capture.sources import Source
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamHealth, StreamState

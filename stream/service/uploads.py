@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from stream.capture.sources import Source, SourceError, SourceSpec
+from stream.capture.references import SourceError, SourceSpec
+from stream.capture.sources import Source
 from stream.config import ServiceSettings
 from stream.config.store_location import local_path
 from stream.detector import Detector

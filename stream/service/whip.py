@@ -30,7 +30,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import HTMLResponse
 
 from model.labels import UNCALIBRATED_WARNING
-from stream.capture.sources import Producer, Source, SourceEnded, SourceError, SourceSpec
+from stream.capture.references import SourceEnded, SourceError, SourceSpec
+from stream.capture.sources import Producer, Source
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import DecodedFrame, StreamState

@@ -29,7 +29,8 @@ from model.prepared import (
 )
 from model.preprocess import resize_crop
 from model.progress import Progress
-from stream.capture.sources import SourceError, TruncatedFile, decode_frames, open_container, parse_source
+from stream.capture.decoding import decode_frames, open_container
+from stream.capture.references import SourceError, TruncatedFile, parse_source
 from stream.config import DEFAULT_CONFIG, ConfigError, Settings, SourceOptions, load_settings
 from stream.faces.cropper import build_cropper, crop_geometry
 from stream.records import Frame

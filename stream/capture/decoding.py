@@ -1,0 +1,104 @@
+"""Decoding with PyAV: open a source's container with bounded timeouts, decode upright BGR frames, read the expected
+frame count."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import av
+import cv2
+import numpy as np
+
+from stream.capture.references import SourceError, SourceLost, SourceSpec, TruncatedFile
+from stream.config import SourceOptions
+from stream.records import DecodedFrame
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation so faces stand upright.
+
+    `rotation` is PyAV's `VideoFrame.rotation`: FFmpeg's `av_display_rotation_get`, the angle the display
+    matrix turns the picture counterclockwise. A phone's portrait video (matrix [0 1; -1 0]) reads -90 and is
+    shown turned 90° clockwise, as FFmpeg's own autorotate does.
+    """
+    turns = {-90: cv2.ROTATE_90_CLOCKWISE, 270: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, -180: cv2.ROTATE_180}
+    turns |= {90: cv2.ROTATE_90_COUNTERCLOCKWISE, -270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    return cv2.rotate(image, turns[rotation]) if rotation in turns else image
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's first line, without the URL PyAV appends to its errors (it may carry a password)."""
+    message = error.strerror if isinstance(error, av.error.FFmpegError | OSError) and error.strerror else str(error)
+    text = str(message).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.InputContainer:
+    """Open with PyAV, bounded in time; SourceError saying what to do when it cannot be opened."""
+    kwargs: dict = {"timeout": (options.open_timeout_s, options.read_timeout_s)}
+    if spec.kind == "rtsp":
+        kwargs["options"] = {"rtsp_transport": "tcp"}
+    elif spec.kind == "webcam":
+        kwargs["format"] = "v4l2"
+    elif spec.kind == "screen":
+        kwargs["format"] = "x11grab"
+        kwargs["options"] = {"framerate": "30", "draw_mouse": "0"}
+        if spec.capture_size:
+            kwargs["options"]["video_size"] = spec.capture_size
+    began = time.monotonic()
+    try:
+        container = av.open(spec.target, **kwargs)
+    except ConnectionRefusedError:
+        raise SourceError(f"cannot connect to {spec.display}: connection refused (is the camera on?)") from None
+    except av.error.HTTPNotFoundError:
+        raise SourceError(f"{spec.display} was not found on the server (404): check the stream path") from None
+    except av.error.HTTPUnauthorizedError:
+        raise SourceError(f"{spec.display} refused the credentials (401): check the user and password") from None
+    except (TimeoutError, av.error.TimeoutError, av.error.ExitError):
+        raise SourceError(f"{spec.display} did not answer within {options.open_timeout_s:g} s") from None
+    except av.error.InvalidDataError:
+        if spec.live and time.monotonic() - began >= options.open_timeout_s * 0.9:
+            raise SourceError(f"{spec.display} did not answer within {options.open_timeout_s:g} s") from None
+        raise SourceError(
+            f"{spec.display} is not a video FFmpeg can read (corrupt, truncated or another format)"
+        ) from None
+    except (av.error.FFmpegError, OSError) as error:
+        if spec.kind == "screen":
+            raise SourceError(
+                f"cannot capture {spec.display}: {_one_line(error)} (a region must lie inside the X display; "
+                "`xdpyinfo | grep dimensions` shows its size)"
+            ) from None
+        raise SourceError(f"cannot open {spec.display}: {_one_line(error)}") from None
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"{spec.display} has no video stream")
+    return container
+
+
+def decode_frames(container: av.container.InputContainer, spec: SourceSpec) -> Iterator[DecodedFrame]:
+    """Decode the first video stream to upright BGR frames. A decode error ends a file (truncated) or is a
+    SourceLost for a live source."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    time_base = stream.time_base
+    try:
+        for frame in container.decode(stream):
+            image = upright(frame.to_ndarray(format="bgr24"), int(frame.rotation or 0))
+            t_media = float(frame.pts * time_base) if frame.pts is not None and time_base else None
+            yield DecodedFrame(image, t_media)
+    except (av.error.FFmpegError, OSError) as error:
+        if spec.live:
+            raise SourceLost(f"{spec.display}: {_one_line(error)}") from None
+        raise TruncatedFile(_one_line(error)) from None
+    finally:
+        container.close()
+
+
+def expected_frame_count(container: av.container.InputContainer) -> int | None:
+    stream = container.streams.video[0]
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.average_rate and stream.time_base:
+        return round(float(stream.duration * stream.time_base * stream.average_rate))
+    return None

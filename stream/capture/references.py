@@ -1,0 +1,130 @@
+"""Source references: what a user may name as a source (`demo`, a webcam, `rtsp://…`, `screen`, a file), parsed and
+checked without opening anything, the typed errors a source raises, and redaction of credentials for display."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from model.labels import MIN_WINDOW
+
+LIVE_SCHEMES = ("rtsp", "rtsps")
+
+
+VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
+
+
+STILL_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
+
+
+class SourceError(Exception):
+    """A source that cannot be opened: missing camera, bad URL, unreadable file. The message is one line."""
+
+
+class SourceLost(Exception):
+    """A live source that was open stopped delivering frames."""
+
+
+class SourceEnded(Exception):
+    """A live source that ended for good and is not reconnected (a WebRTC publisher that left: only it can come
+    back, as a new stream). The message, possibly empty, says why; it becomes the stream's last error."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source reference. `display` is safe to log and store (credentials removed)."""
+
+    kind: str  # demo | webcam | rtsp | screen | file | whip | upload (a file sent to the service)
+    target: str
+    live: bool
+    display: str
+    capture_size: str | None = None  # screen regions: "WxH"
+
+    @property
+    def background(self) -> bool:
+        """An upload is scored with the time live streams leave free (stream/overload.py)."""
+        return self.kind == "upload"
+
+
+def redact(reference: str) -> str:
+    """The reference with any user:password removed from a URL, for logs and the store."""
+    parts = urlsplit(reference)
+    if not parts.scheme or "@" not in parts.netloc:
+        return reference
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def parse_source(reference: str) -> SourceSpec:
+    """Recognise a source reference; SourceError (one line, saying what is accepted) when it cannot be used."""
+    reference = reference.strip()
+    accepted = "use demo, a webcam (0, /dev/video0), rtsp://host/path, or a video file"
+    if reference == "demo":
+        return SourceSpec("demo", "demo", live=True, display="demo")
+    if reference.isdigit() or VIDEO_DEVICE.match(reference):
+        device = f"/dev/video{reference}" if reference.isdigit() else reference
+        if not Path(device).exists():
+            raise SourceError(f"no camera at {device}: is it connected? (`ls /dev/video*` lists cameras)")
+        return SourceSpec("webcam", device, live=True, display=device)
+    scheme = urlsplit(reference).scheme.lower()
+    if scheme in LIVE_SCHEMES:
+        return SourceSpec("rtsp", reference, live=True, display=redact(reference))
+    if reference == "screen" or reference.startswith("screen:"):
+        return parse_screen(reference)
+    if "://" in reference:
+        raise SourceError(f"unknown source scheme {scheme}://: {accepted}")
+    path = Path(reference)
+    if path.is_dir():
+        raise SourceError(f"{reference} is a folder: give a video file in it ({accepted})")
+    if not path.is_file():
+        raise SourceError(f"no such file: {reference} ({accepted})")
+    if path.suffix.lower() in STILL_IMAGE_SUFFIXES:
+        raise SourceError(
+            f"{reference} is a still image: deepfake-stream scores faces over video frames (a window needs at "
+            f"least {MIN_WINDOW} frames of a face), so still images are not supported; give a video"
+        )
+    return SourceSpec("file", str(path), live=False, display=str(path))
+
+
+class TruncatedFile(Exception):
+    """A file that stopped decoding before its end."""
+
+
+SCREEN_REGION = re.compile(r"^screen(?::(\d+),(\d+),(\d+),(\d+))?$")
+
+
+def parse_screen(reference: str) -> SourceSpec:
+    """`screen` (the whole X display) or `screen:X,Y,W,H` (a region of it), captured with x11grab."""
+    match = SCREEN_REGION.match(reference)
+    if not match:
+        raise SourceError(f"bad screen region {reference!r}: use screen or screen:X,Y,W,H (pixels)")
+    display = os.environ.get("DISPLAY")
+    if not display:
+        raise SourceError("screen capture needs an X display, and DISPLAY is not set")
+    if match.group(1) is None:
+        return SourceSpec("screen", f"{display}", live=True, display=f"screen {display}")
+    x, y, w, h = (int(v) for v in match.groups())
+    if w < 16 or h < 16:
+        raise SourceError(f"screen region {w}x{h} is too small: at least 16x16 pixels")
+    return SourceSpec(
+        "screen", f"{display}+{x},{y}", live=True, display=f"screen {display} {w}x{h}+{x}+{y}", capture_size=f"{w}x{h}"
+    )
+
+
+def stream_name(spec: SourceSpec, taken: Sequence[str]) -> str:
+    """A short, credential-free name not in `taken`: `demo`, `video0`, the file's stem, the camera's host_path."""
+    if spec.kind in ("file", "upload"):
+        base = Path(spec.target).stem
+    elif spec.kind == "rtsp":
+        base = spec.display.split("://", 1)[1].split("@")[-1].replace("/", "_").strip("_")
+    else:
+        base = Path(spec.target).name
+    base = base or spec.kind
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
