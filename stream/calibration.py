@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from model.engine import Calibration
+from model.engines import Calibration
 from stream.config import Settings
 from stream.cropping import build_cropper
 from stream.demo import demo_frames

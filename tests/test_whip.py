@@ -30,7 +30,7 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import AudioStreamTrack
 from fastapi import FastAPI
 
-from model.engine import build_engine
+from model.engines import build_engine
 from model.weights import LoadedModel
 from stream.access import token_guard
 from stream.config import ServiceSettings
