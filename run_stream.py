@@ -373,7 +373,7 @@ def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
 
 
 def model_info(settings: Settings) -> int:
-    from model.engine import build_engine
+    from model.engines import build_engine
     from model.summary import summarise
     from model.weights import resolve_weights
     from stream.capture.demo import astronaut_face_crops
@@ -385,10 +385,10 @@ def model_info(settings: Settings) -> int:
     for line in summarise(loaded, engine, astronaut_face_crops()).lines():
         print(line)
     print(threshold_line(with_checkpoint(settings.verdicts, loaded.threshold)))
-    if getattr(engine, "choice", ""):
-        print(f"engine choice: {engine.choice}")
-    if getattr(engine, "gate_result", ""):
-        print(f"parity gate: {engine.gate_result}")
+    if engine.choice and engine.choice.line:
+        print(f"engine choice: {engine.choice.line}")
+    if engine.choice and engine.choice.gate:
+        print(f"parity gate: {engine.choice.gate}")
     return 0
 
 
@@ -401,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Heavy: torch, MediaPipe, ONNX Runtime. A Ctrl-C while they load ends here, in one line.
         from dashboard.launch import DashboardError
-        from model.engine import EngineError
+        from model.engines import EngineError
         from model.weights import CheckpointError
         from stream.config import ConfigError
         from stream.faces.model_files import FaceModelError

@@ -5,7 +5,7 @@ On the CPU: torch eager fp32 (the reference) and bf16 (autocast, channels_last),
 (static QDQ quantisation of the backbone's convolutions, calibrated on face crops from tests/crop_sets.py), and
 OpenVINO fp32 and int8 over the same two graphs. `--busy` keeps one core busy with another program throughout
 (run it with and without to see how each engine degrades under contention).
-Parity is measured as the gate (model/parity.py) measures it: a checkpoint whose head responds to its input
+Parity is measured as the gate (model/engines/parity.py) measures it: a checkpoint whose head responds to its input
 (tests/crop_sets.responsive_seed_model), held-back crops the calibration never saw, windows of `--window`.
 The limits: dense 2048² matmul throughput, fp32 (torch and ONNX Runtime, the better one), int8 (ONNX Runtime
 MatMulInteger, u8 x s8 with constant weights) and bf16 (torch), each turned into crops/s with the backbone's
@@ -44,9 +44,12 @@ from bench.common import (
     rate,
 )
 from model.cpu import cpu_description
-from model.engine import OnnxEngine, OnnxInt8Engine, TorchEngine, export_onnx
-from model.openvino_engine import OpenVinoEngine, openvino_version
-from model.parity import FEATURE_COSINE_MIN, P_FAKE_DELTA_MAX, check_parity
+from model.engines.export import export_onnx
+from model.engines.onnxruntime_engine import OnnxEngine
+from model.engines.onnxruntime_int8 import OnnxInt8Engine
+from model.engines.openvino_engine import OpenVinoEngine, openvino_version
+from model.engines.parity import FEATURE_COSINE_MIN, P_FAKE_DELTA_MAX, check_parity
+from model.engines.torch_engine import TorchEngine
 from model.weights import random_model
 from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import print_table
 from bench.pipeline import make_video
 from model.cpu import cpu_description
-from model.engine import Engine, build_engine
-from model.engine_choice import measure
+from model.engines import Engine, build_engine
+from model.engines.choice import measure
 from model.weights import LoadedModel, random_model
 from stream.capture.decoding import decode_frames, open_container
 from stream.capture.references import SourceSpec
@@ -218,7 +218,7 @@ def main() -> None:
                     rows.append(run_over_rtsp(setup, engine, rates[engine.name], loaded, args.seconds, folder_path))
     print(f"cpu: {cpu_description()}")
     for engine in engines:
-        print(f"{engine.name}: {getattr(engine, 'choice', '') or 'named'}")
+        print(f"{engine.name}: {(engine.choice and engine.choice.line) or 'named'}")
     print(
         f"640x480 {FPS:.0f} fps offered per camera, window 20, {args.seconds:.0f} s each; rates per face are window "
         "scores/s; 'fair share' is the engine's crops/s at that batch (measured in this run) / faces; 'vs target': "

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_table
-from model.engine import Engine, build_engine
+from model.engines import Engine, build_engine
 from model.network import FrameOutputs, WindowMode
 from model.weights import random_model
 from stream.capture.demo import background, head_patch, paste
@@ -32,7 +32,7 @@ from stream.detector import Detector, cpu_calibration
 STAGES = ("decode", "detect", "track", "preprocess", "encode", "score", "store", "latency")
 
 
-class RecomputeEngine:
+class RecomputeEngine(Engine):
     """The original's cost model: every window step pushes all T crops of the window through the network."""
 
     def __init__(self, inner: Engine, window: int) -> None:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import describe_machine, median_seconds, print_table
 from model.cpu import cpu_description
-from model.engine import Engine, build_engine
+from model.engines import Engine, build_engine
 from model.network import FrameOutputs
 from model.weights import random_model
 from stream.config import Settings, with_overrides

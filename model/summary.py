@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from model.engine import Engine
+from model.engines import Engine
 from model.preprocess import crops_to_batch
 from model.weights import LoadedModel
 

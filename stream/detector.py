@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model.engine import GATED_CPU_ENGINES, Calibration, Engine, build_engine
+from model.engines import GATED_CPU_ENGINES, Calibration, Engine, build_engine
 from model.weights import LoadedModel, resolve_weights
 from stream.capture.references import SourceSpec, parse_source, stream_name
 from stream.capture.sources import Producer, Source
@@ -47,7 +47,7 @@ def cpu_calibration(settings: Settings) -> Calibration | None:
 def engine_label(engine: Engine) -> str:
     """The engine's name, and for `auto` what it measured: `openvino-int8 (auto, 295 crops/s)` (the session row,
     so the dashboard's header shows it)."""
-    rate = getattr(engine, "choice_rate", None)
+    rate = engine.choice.crops_per_s if engine.choice else None
     return f"{engine.name} (auto, {rate:.0f} crops/s)" if rate else engine.name
 
 
@@ -80,10 +80,11 @@ class Detector:
         self.writer: ScoreWriter = open_writer(settings.store.db, settings.store.retention_days)
         try:
             config = {**settings_as_dict(settings), "crop_geometry": crop_geometry(settings.faces)}
-            if getattr(self.engine, "gate_result", ""):
-                config["engine_gate"] = self.engine.gate_result  # type: ignore[attr-defined]
-            if getattr(self.engine, "choice", ""):
-                config["engine_choice"] = self.engine.choice  # type: ignore[attr-defined]
+            choice = self.engine.choice
+            if choice and choice.gate:
+                config["engine_gate"] = choice.gate
+            if choice and choice.line:
+                config["engine_choice"] = choice.line
             self.session_id = self.writer.start_session(self._session_info(sources), config)
         except BaseException:
             self.writer.close()

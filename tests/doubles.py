@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from model.engines import Engine
 from model.network import FAKE_INDEX, FrameOutputs, WindowMode
 from stream.capture.sources import Producer
 from stream.records import DecodedFrame, Detection, Event
@@ -107,8 +108,8 @@ class FaceFactory:
         return detector
 
 
-class FakeEngine:
-    """The `Engine` Protocol without a network: a crop's logits are [k·r, -k·r], r its redness (mean of the
+class FakeEngine(Engine):
+    """An `Engine` without a network: a crop's logits are [k·r, -k·r], r its redness (mean of the
     normalised R channel minus mean of B, BGR order), so red crops are FAKE (p_fake ≈ 1) and blue ones REAL."""
 
     name = "fake"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.engine import Engine, build_engine
+from model.engines import Engine, build_engine
 from model.weights import LoadedModel
 from stream.capture.references import SourceSpec, parse_source
 from stream.capture.sources import Source

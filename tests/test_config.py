@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from model.engine import EngineError, resolve_device
+from model.engines import EngineError, resolve_device
 from model.labels import MAX_WINDOW, MIN_WINDOW
 from stream.config import (
     DEFAULT_CONFIG,

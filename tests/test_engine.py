@@ -7,15 +7,11 @@ import os
 import pytest
 import torch
 
-from model.engine import (
-    EngineError,
-    OnnxEngine,
-    TorchEngine,
-    build_engine,
-    cgroup_cpu_quota,
-    cpu_budget,
-    export_onnx,
-)
+from model.cpu import cgroup_cpu_quota, cpu_budget
+from model.engines import EngineError, build_engine
+from model.engines.export import export_onnx
+from model.engines.onnxruntime_engine import OnnxEngine
+from model.engines.torch_engine import TorchEngine
 from model.preprocess import crops_to_batch
 from model.weights import LoadedModel, random_model
 from tests.helpers import astronaut_face_bgr

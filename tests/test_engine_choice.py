@@ -12,16 +12,24 @@ import pytest
 import torch
 
 from model.cpu import cpu_description
-from model.engine import Calibration, OnnxEngine, OnnxInt8Engine, TorchEngine, build_engine, cpu_engine_named
-from model.engine_choice import EngineChoice, choice_key, choose_cpu_engine
-from model.openvino_engine import OpenVinoEngine
-from model.parity import P_FAKE_DELTA_MAX, check_parity
+from model.engines import Calibration, EngineChoice, build_engine
+from model.engines.choice import AutoChoice, choice_key, choose_cpu_engine
+from model.engines.named import cpu_engine_named
+from model.engines.onnxruntime_engine import OnnxEngine
+from model.engines.onnxruntime_int8 import OnnxInt8Engine
+from model.engines.openvino_engine import OpenVinoEngine
+from model.engines.parity import P_FAKE_DELTA_MAX, check_parity
+from model.engines.torch_engine import TorchEngine
 from model.preprocess import crops_to_batch
 from model.weights import LoadedModel, random_model
 from stream.capture.references import parse_source
+from stream.config import Settings, with_overrides
+from stream.detector import Detector
 from stream.records import VerdictState
+from stream.store import open_reader
 from tests import media
 from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model
+from tests.doubles import FakeEngine
 from tests.pipeline_run import run_specs
 
 
@@ -70,8 +78,10 @@ def test_auto_refuses_a_wrong_engine_and_falls_back_to_fp32_with_a_warning(
         engine = choose_cpu_engine(responsive, tmp_path, calibration, ("onnxruntime", "broken"), broken_int8)
     assert type(engine) is OnnxEngine
     assert "refused by the parity gate" in caplog.text
-    assert engine.choice.startswith("auto chose onnxruntime at ")
-    assert "broken: refused by the parity gate" in engine.choice
+    assert engine.choice is not None and engine.choice.how == "auto" and engine.choice.name == "onnxruntime-cpu"
+    assert engine.choice.line.startswith("auto chose onnxruntime at ")
+    assert "broken: refused by the parity gate" in engine.choice.line
+    assert engine.choice.gate == ""  # the winner is the gate's reference: it was never gated
     (cached,) = tmp_path.glob("engine-choice-*.json")
     assert '"engine": "onnxruntime"' in cached.read_text()
 
@@ -85,17 +95,19 @@ def test_auto_choice_is_cached_and_made_again_for_another_checkpoint(responsive,
 
     candidates = ("onnxruntime", "openvino")
     first = choose_cpu_engine(responsive, tmp_path, calibration, candidates, counting)
-    assert built == ["openvino"] and "cached" not in first.choice
-    assert first.name in candidates and first.choice_rate > 0
+    assert built == ["openvino"] and "cached" not in first.choice.line
+    winner = first.choice.line.split()[2]  # "auto chose WINNER at …": which one wins depends on the machine's load
+    assert winner in candidates and first.choice.crops_per_s > 0
+    assert first.choice.name == first.name and first.choice.how == "auto"
     built.clear()
     again = choose_cpu_engine(responsive, tmp_path, calibration, candidates, counting)
-    assert "cached" in again.choice and again.name == first.name
-    assert built == ([] if first.name == "onnxruntime" else ["openvino"])  # only the winner is built, no gate
+    assert "cached" in again.choice.line and again.name == first.name
+    assert built == ([] if winner == "onnxruntime" else ["openvino"])  # only the winner is built, no gate
     built.clear()
     other = random_model("seed", 123)  # another checkpoint: another key, so measured and gated again
     assert choice_key(other, calibration, "cpu", candidates) != choice_key(responsive, calibration, "cpu", candidates)
     changed = choose_cpu_engine(other, tmp_path, calibration, candidates, counting)
-    assert "cached" not in changed.choice and built == ["openvino"]
+    assert "cached" not in changed.choice.line and built == ["openvino"]
     assert len(list(tmp_path.glob("engine-choice-*.json"))) == 2
 
 
@@ -104,21 +116,21 @@ def test_a_corrupt_cache_file_is_chosen_again(responsive, calibration, tmp_path)
     key = choice_key(responsive, calibration, cpu_description(), candidates)
     (tmp_path / f"engine-choice-{key}.json").write_text("{not json")
     engine = choose_cpu_engine(responsive, tmp_path, calibration, candidates)
-    assert "cached" not in engine.choice and type(engine) is OnnxEngine
+    assert "cached" not in engine.choice.line and type(engine) is OnnxEngine
 
 
 def test_build_engine_auto_goes_through_the_choice(responsive, calibration, tmp_path, monkeypatch) -> None:
-    import model.engine_choice as engine_choice
+    import model.engines.choice as engine_choice
 
     monkeypatch.setattr(engine_choice, "CANDIDATES", ("onnxruntime",))  # keep the test short: one candidate
     engine = build_engine(responsive, "cpu", "auto", tmp_path, calibration)
-    assert engine.choice.startswith("auto chose onnxruntime")
+    assert engine.choice is not None and engine.choice.line.startswith("auto chose onnxruntime")
     with pytest.raises(Exception, match="calibration"):
         build_engine(responsive, "cpu", "auto", tmp_path)
 
 
 def test_engine_choice_describes_itself() -> None:
-    choice = EngineChoice("openvino-int8", 295.4, {"openvino-int8": 295.4, "onnxruntime": 114.0}, {"x": "no"})
+    choice = AutoChoice("openvino-int8", 295.4, {"openvino-int8": 295.4, "onnxruntime": 114.0}, {"x": "no"})
     assert choice.describe() == (
         "auto chose openvino-int8 at 295 crops/s (batch 1/4 on this CPU); others onnxruntime 114; not used: x: no"
     )
@@ -147,3 +159,25 @@ def test_no_verdict_differs_between_fp32_and_int8_on_a_test_video(tmp_path, engi
     assert p_fake["onnxruntime"].keys() == p_fake["openvino-int8"].keys() and len(p_fake["onnxruntime"]) > 20
     worst = max(abs(p_fake["onnxruntime"][key] - p_fake["openvino-int8"][key]) for key in p_fake["onnxruntime"])
     assert worst <= P_FAKE_DELTA_MAX, worst
+
+
+def test_the_detector_records_how_its_engine_was_chosen(tmp_path) -> None:
+    """The session row shows the auto engine's rate; the session config keeps the choice's and the gate's lines."""
+    engine = FakeEngine()
+    engine.choice = EngineChoice("fake", "auto", 295.4, gate="parity PASS: fake", line="auto chose fake at 295")
+    settings = with_overrides(Settings(), {"store.db": str(tmp_path / "db.sqlite")}, "test")
+    with Detector(settings, loaded=random_model(), engine=engine) as detector:
+        session_id = detector.session_id
+    with open_reader(settings.store.db) as reader:
+        config = reader.session_config(session_id)
+        assert (config["engine_choice"], config["engine_gate"]) == ("auto chose fake at 295", "parity PASS: fake")
+        [session] = reader.sessions()
+        assert session.engine == "fake (auto, 295 crops/s)"
+    pinned = FakeEngine()
+    pinned.choice = EngineChoice("fake", "pinned")
+    with Detector(settings, loaded=random_model(), engine=pinned) as detector:
+        session_id = detector.session_id
+    with open_reader(settings.store.db) as reader:
+        config = reader.session_config(session_id)
+        assert "engine_choice" not in config and "engine_gate" not in config
+        assert {s.session_id: s.engine for s in reader.sessions()}[session_id] == "fake"

@@ -10,8 +10,9 @@ import dataclasses
 import pytest
 import torch
 
-from model.engine import TorchEngine, build_engine
-from model.parity import check_parity
+from model.engines import build_engine
+from model.engines.parity import check_parity
+from model.engines.torch_engine import TorchEngine
 from model.weights import LoadedModel
 from stream.capture.references import SourceSpec
 from stream.capture.sources import Source

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from model import evaluate
-from model.engine import build_engine
+from model.engines import build_engine
 from model.prepared import load_crops, read_manifest
 from model.scoring import auc, eer, threshold_for_fpr
 from model.weights import load_checkpoint

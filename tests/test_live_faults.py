@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from model.engine import build_engine
+from model.engines import build_engine
 from stream.detector import Detector
 from stream.store import open_reader
 from tests import media

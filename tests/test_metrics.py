@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.engine import build_engine
+from model.engines import build_engine
 from stream.capture.references import parse_source
 from stream.detector import Detector
 from stream.records import (

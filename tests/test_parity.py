@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from model.engine import Engine, OnnxEngine, OnnxInt8Engine, TorchEngine
+from model.engines import Engine
+from model.engines.onnxruntime_engine import OnnxEngine
+from model.engines.onnxruntime_int8 import OnnxInt8Engine
+from model.engines.parity import FEATURE_COSINE_MIN, P_FAKE_DELTA_MAX, ParityResult, check_parity
+from model.engines.torch_engine import TorchEngine
 from model.network import FrameOutputs, WindowMode
-from model.parity import FEATURE_COSINE_MIN, P_FAKE_DELTA_MAX, ParityResult, check_parity
 from model.weights import LoadedModel
 from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model
 
@@ -60,7 +63,7 @@ def test_int8_calibrated_on_black_crops_is_rejected(responsive, fp32, held_back,
 
 
 @dataclass
-class Altered:
+class Altered(Engine):
     """An engine whose outputs are the wrapped engine's, changed by `alter`."""
 
     inner: Engine

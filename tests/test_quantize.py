@@ -9,10 +9,11 @@ import onnxruntime
 import pytest
 import torch
 
-from model.engine import EngineError, OnnxInt8Engine
+from model.engines import Calibration, EngineError, build_engine
+from model.engines.onnxruntime_engine import OnnxEngine
+from model.engines.onnxruntime_int8 import OnnxInt8Engine, int8_graph_path, quantize_encoder
 from model.network import FrameOutputs
 from model.preprocess import crops_to_batch
-from model.quantize import int8_graph_path, quantize_encoder
 from model.weights import LoadedModel
 from tests.crop_sets import calibration_crops, held_back_crops, responsive_seed_model
 
@@ -86,17 +87,17 @@ def test_int8_engine_needs_real_calibration_crops(seed_model, tmp_path) -> None:
 
 
 def test_build_engine_uses_int8_only_when_it_passes_the_gate(responsive, engine_cache) -> None:
-    from model.engine import Calibration, OnnxEngine, build_engine
-
     good = build_engine(
         responsive, "cpu", "onnxruntime-int8", engine_cache, Calibration(calibration_crops(), held_back_crops(), 8)
     )
-    assert isinstance(good, OnnxInt8Engine) and good.gate_result.startswith("parity PASS")
+    assert isinstance(good, OnnxInt8Engine) and good.choice is not None and good.choice.gate.startswith("parity PASS")
+    assert good.choice.how == "pinned" and good.choice.name == "onnxruntime-int8"
     black = [np.zeros_like(crop) for crop in calibration_crops()]  # a broken calibration
     refused = build_engine(
         responsive, "cpu", "onnxruntime-int8", engine_cache, Calibration(black, held_back_crops(), 8)
     )
     assert type(refused) is OnnxEngine and refused.name == "onnxruntime-cpu"
-    assert refused.gate_result.startswith("parity FAIL")
+    assert refused.choice is not None and refused.choice.gate.startswith("parity FAIL")
+    assert refused.choice.how == "fallback"
     with pytest.raises(EngineError, match="calibration"):
         build_engine(responsive, "cpu", "onnxruntime-int8", engine_cache)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends
 
-from model.engine import build_engine
+from model.engines import build_engine
 from model.weights import LoadedModel
 from stream.config import ServiceSettings
 from stream.detector import Detector

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import run_stream
-from model.engine import build_engine
+from model.engines import build_engine
 from model.preprocess import crop_face
 from model.weights import LoadedModel, load_checkpoint, save_checkpoint
 from stream.capture.references import SourceSpec, parse_source

@@ -30,7 +30,7 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import AudioStreamTrack
 from fastapi import FastAPI
 
-from model.engine import build_engine
+from model.engines import build_engine
 from model.weights import LoadedModel
 from stream.capture.references import SourceSpec
 from stream.capture.sources import Source

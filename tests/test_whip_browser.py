@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from model.engine import build_engine
+from model.engines import build_engine
 from model.labels import UNCALIBRATED_WARNING
 from model.weights import LoadedModel
 from stream.detector import Detector

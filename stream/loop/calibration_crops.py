@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from model.engine import Calibration
+from model.engines import Calibration
 from stream.capture.demo import demo_frames
 from stream.config import Settings
 from stream.faces.cropper import build_cropper

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from model.engine import Engine
+from model.engines import Engine
 from model.network import FrameOutputs, WindowMode
 from model.preprocess import Preprocessing, crops_to_batch
 from stream.loop.rings import RingWindow

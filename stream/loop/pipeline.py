@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
-from model.engine import Engine
+from model.engines import Engine
 from model.weights import LoadedModel
 from stream.capture.sources import Source
 from stream.config import Settings
@@ -159,7 +159,7 @@ class Pipeline:
         self._detector_factory = detector_factory
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         self._engine_name = engine.name
-        self._engine_rate: float | None = getattr(engine, "choice_rate", None)
+        self._engine_rate = engine.choice.crops_per_s if engine.choice else None
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
         self._threshold_line = threshold_line(policy)

@@ -1,7 +1,9 @@
-"""OpenVINO on the CPU over the same ONNX graphs ONNX Runtime runs: the fp32 export, or the int8 (QDQ) graph of
-model/quantize.py, which OpenVINO turns into its own int8 kernels. Everything not quantised runs in fp32: OpenVINO's
-default on CPUs with bf16 is to run the whole graph in bf16, LSTM and head included, and that moved p_fake by 0.02
-on a responsive head, past the parity gate (tests/test_engine_choice.py keeps that engine out).
+"""OpenVINO on the CPU over the same ONNX graphs ONNX Runtime runs, fp32 or int8.
+
+The graph is the fp32 export, or the int8 (QDQ) graph of model/engines/onnxruntime_int8.py, which OpenVINO turns
+into its own int8 kernels. Everything not quantised runs in fp32: OpenVINO's default on CPUs with bf16 is to run
+the whole graph in bf16, LSTM and head included, and that moved p_fake by 0.02 on a responsive head, past the
+parity gate (tests/test_engine_choice.py keeps that engine out).
 
 Live batches are mostly one or two crops: those two shapes are compiled static (bench/encode.py measured a static
 batch 1 ~20% faster than the dynamic graph on the same CPU); every other batch size runs the dynamic graph.
@@ -18,6 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from model.cpu import cpu_budget
+from model.engines.base import Engine, score_on
+from model.engines.export import export_onnx
+from model.engines.onnxruntime_int8 import quantize_encoder
 from model.network import FrameOutputs, WindowMode
 from model.weights import LoadedModel
 
@@ -28,14 +34,14 @@ STATIC_BATCHES = (1, 2)
 def openvino_version() -> str | None:
     """The installed OpenVINO runtime's version, None when it is not installed."""
     try:
-        import openvino
+        import openvino  # here, not at the top: optional, and heavy to load
     except ImportError:
         return None
     return openvino.get_version().split("-")[0]
 
 
 @dataclass
-class OpenVinoEngine:
+class OpenVinoEngine(Engine):
     """`encode_frames` through OpenVINO's CPU plugin over `graph` (an ONNX file of the encoder with a dynamic
     batch axis). `precision`: fp32, or int8 for a QDQ graph (its convolutions int8, the rest fp32). Pooling, the
     LSTM step and the head are in the graph; `score` runs the loaded network's window head in PyTorch, as the
@@ -46,14 +52,10 @@ class OpenVinoEngine:
     precision: str = "fp32"
     threads: int = 0  # 0: the CPUs this process may use
     name: str = ""
-    gate_result: str = ""
-    choice: str = ""
     _requests: dict[int | None, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        import openvino as ov
-
-        from model.engine import cpu_budget
+        import openvino as ov  # here, not at the top: optional, and heavy to load
 
         if self.precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(OPENVINO_PRECISIONS)}, got {self.precision!r}")
@@ -84,16 +86,13 @@ class OpenVinoEngine:
         )
 
     def score(self, window: FrameOutputs, mode: WindowMode) -> Tensor:
-        from model.engine import score_on
-
         return score_on(self.loaded.network, window, mode, self.device)
 
 
-def openvino_engine(loaded: LoadedModel, cache_dir: Path, precision: str, calibration_crops: Sequence[np.ndarray]):
+def openvino_engine(
+    loaded: LoadedModel, cache_dir: Path, precision: str, calibration_crops: Sequence[np.ndarray]
+) -> OpenVinoEngine:
     """The OpenVINO engine of `precision` over the graph it runs (int8: quantised with `calibration_crops`)."""
-    from model.engine import export_onnx
-    from model.quantize import quantize_encoder
-
     if precision == "int8":
         graph = quantize_encoder(loaded, calibration_crops, cache_dir, None)
     else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.engine import Engine
+from model.engines.base import Engine
 from model.network import FrameOutputs, WindowMode
 from model.preprocess import Preprocessing, crops_to_batch
 

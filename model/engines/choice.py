@@ -1,6 +1,7 @@
-"""`--cpu-engine auto`: the fastest CPU engine that passes the parity gate on this machine, found by a short
-micro-benchmark at first use and cached per (weights, calibration crops, CPU, engine versions, recipe), so it is
-re-run when any of them changes.
+"""`--cpu-engine auto`: the fastest CPU engine that passes the parity gate on this machine, measured once and cached.
+
+The short micro-benchmark runs at first use; its result is cached per (weights, calibration crops, CPU, engine
+versions, recipe), so it is re-run when any of them changes.
 
 Every candidate other than fp32 ONNX Runtime (the gate's reference) is gated first; the ones that pass are timed
 interleaved, best of `ROUNDS`, at batch 1 and 4 (the live path mostly encodes one to a few crops per call), and the
@@ -20,14 +21,12 @@ from pathlib import Path
 import torch
 
 from model.cpu import cpu_description
-from model.engine import (
-    Calibration,
-    Engine,
-    EngineError,
-    OnnxEngine,
-    cpu_engine_named,
-)
-from model.parity import check_parity
+from model.engines.base import Calibration, Engine, EngineChoice, EngineError
+from model.engines.named import cpu_engine_named
+from model.engines.onnxruntime_engine import OnnxEngine
+from model.engines.onnxruntime_int8 import RECIPE_VERSION, calibration_hash
+from model.engines.openvino_engine import openvino_version
+from model.engines.parity import check_parity
 from model.weights import LoadedModel
 
 log = logging.getLogger("deepfake_stream")
@@ -41,8 +40,11 @@ CHOICE_VERSION = 1  # bump when the way of choosing changes, so cached choices a
 
 
 @dataclass(frozen=True)
-class EngineChoice:
-    """What `auto` chose on this machine, and what it measured (crops/s, mean over BENCH_BATCHES)."""
+class AutoChoice:
+    """What `auto` chose on this machine, and what it measured (crops/s, mean over BENCH_BATCHES): the cached record.
+
+    Its fields are the cache file's keys: renaming one makes every cached choice unreadable (so made again).
+    """
 
     engine: str
     crops_per_s: float
@@ -66,10 +68,8 @@ class EngineChoice:
 
 
 def engine_versions() -> dict[str, str | None]:
-    import onnxruntime
-
-    from model.openvino_engine import openvino_version
-    from model.quantize import RECIPE_VERSION
+    """The versions of every runtime and recipe a choice depends on (part of its cache key)."""
+    import onnxruntime  # here, not at the top: kept out of start-up (see onnxruntime_engine.py)
 
     return {
         "onnxruntime": onnxruntime.__version__,
@@ -82,8 +82,6 @@ def engine_versions() -> dict[str, str | None]:
 
 def choice_key(loaded: LoadedModel, calibration: Calibration, cpu: str, candidates: Sequence[str]) -> str:
     """What the choice depends on, hashed: a change in any of them makes the choice again."""
-    from model.quantize import calibration_hash
-
     parts = {
         "weights": loaded.weights_hash,
         "calibration": calibration_hash([*calibration.fit, *calibration.held_back], loaded.preprocessing),
@@ -99,15 +97,15 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / f"engine-choice-{key}.json"
 
 
-def _read_cached(path: Path) -> EngineChoice | None:
+def _read_cached(path: Path) -> AutoChoice | None:
     try:
         data = json.loads(path.read_text())
-        return EngineChoice(**{**data, "cached": True})
+        return AutoChoice(**{**data, "cached": True})
     except (OSError, ValueError, TypeError):
         return None  # absent or unreadable: choose again
 
 
-def _write_cached(path: Path, choice: EngineChoice) -> None:
+def _write_cached(path: Path, choice: AutoChoice) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps({**asdict(choice), "cached": False}, indent=1))
@@ -149,8 +147,8 @@ def choose_cpu_engine(
     candidates: Sequence[str] | None = None,
     factory: EngineFactory = _named,
 ) -> Engine:
-    """The chosen engine, built, with `choice` (one line) and `gate_result` set. `factory` builds a candidate by
-    name (tests hand in a deliberately wrong one); the reference is always fp32 ONNX Runtime."""
+    """The chosen engine, built, with its `choice` set (how: auto). `factory` builds a candidate by name (tests hand
+    in a deliberately wrong one); the reference is always fp32 ONNX Runtime."""
     candidates = CANDIDATES if candidates is None else candidates
     cpu = cpu_description()
     key = choice_key(loaded, calibration, cpu, candidates)
@@ -186,7 +184,7 @@ def choose_cpu_engine(
             log.warning("the %s engine was refused by the parity gate: %s", name, result.describe())
     rates = measure(passed, loaded.preprocessing.input_size)
     winner = max(rates, key=rates.__getitem__)
-    choice = EngineChoice(
+    choice = AutoChoice(
         engine=winner,
         crops_per_s=rates[winner],
         rates=dict(sorted(rates.items(), key=lambda item: -item[1])),
@@ -200,8 +198,12 @@ def choose_cpu_engine(
     return _labelled(passed[winner], choice)
 
 
-def _labelled(engine: Engine, choice: EngineChoice) -> Engine:
-    engine.choice = choice.describe()  # type: ignore[attr-defined]
-    engine.choice_rate = choice.crops_per_s  # type: ignore[attr-defined]
-    engine.gate_result = choice.gates.get(choice.engine, "")  # type: ignore[attr-defined]
+def _labelled(engine: Engine, choice: AutoChoice) -> Engine:
+    engine.choice = EngineChoice(
+        name=engine.name,
+        how="auto",
+        crops_per_s=choice.crops_per_s,
+        gate=choice.gates.get(choice.engine, ""),
+        line=choice.describe(),
+    )
     return engine

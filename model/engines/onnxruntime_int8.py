@@ -1,4 +1,4 @@
-"""int8 static quantisation of the exported encoder graph (ONNX Runtime), calibrated on face crops the caller gives.
+"""ONNX Runtime int8 on the CPU: the encoder graph quantised statically on given face crops, and its engine.
 
 Only the backbone's convolutions are quantised (QDQ format, per-channel symmetric int8 weights, uint8
 activations): the pooled features, the LSTM step and the linear head stay fp32, exactly as in the fp32
@@ -6,7 +6,8 @@ graph. The calibration crops must be real face crops as the serving pipeline cut
 this module never makes crops itself (`model` imports nothing from `stream`).
 
 The int8 graph is cached next to the fp32 one, keyed by (weights hash, calibration set hash, ONNX Runtime
-version, recipe): a new checkpoint, new calibration crops or a new ONNX Runtime quantise again.
+version, recipe): a new checkpoint, new calibration crops or a new ONNX Runtime quantise again. OpenVINO's int8
+engine runs the same graph.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from model.engine import EngineError, export_onnx
+from model.engines.base import EngineError
+from model.engines.export import export_onnx
+from model.engines.onnxruntime_engine import OnnxEngine
 from model.preprocess import Preprocessing, crops_to_batch
 from model.weights import LoadedModel
 
@@ -71,7 +75,7 @@ def int8_graph_path(
     loaded: LoadedModel, crops: Sequence[np.ndarray], cache_dir: Path, reduce_range: bool | None = None
 ) -> Path:
     """Where the int8 graph for (weights, calibration crops, ONNX Runtime version, recipe) is cached."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # here, not at the top: kept out of start-up (see onnxruntime_engine.py)
 
     reduce = _reduce_range(reduce_range)
     size = loaded.preprocessing.input_size
@@ -127,6 +131,7 @@ def quantize_encoder(
     calibrates activation ranges (min/max) on the crops and writes a QDQ graph with per-channel symmetric
     int8 weights for every Conv and uint8 activations (the fast u8 x s8 kernels on x86).
     """
+    # Here, not at the top: the quantiser is needed only when no cached int8 graph fits, and it is slow to load.
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -155,3 +160,20 @@ def quantize_encoder(
         # Rename into place, so a concurrent process never reads half a file.
         partial.replace(path)
     return path
+
+
+@dataclass
+class OnnxInt8Engine(OnnxEngine):
+    """ONNX Runtime on the CPU over the int8 graph: the backbone's convolutions quantised (`quantize_encoder`),
+    calibrated on `calibration_crops` (real face crops, HxWx3 uint8 BGR, made by the caller with the serving
+    pipeline's own cropper); pooling, the LSTM step and the head stay fp32. Use it only after the parity gate
+    (model/engines/parity.py) has passed it against the fp32 engine.
+    """
+
+    calibration_crops: Sequence[np.ndarray] = ()
+    reduce_range: bool | None = None  # None: 7-bit weights only on CPUs without VNNI (see `_reduce_range`)
+    name: str = "onnxruntime-int8"
+
+    def _graph(self) -> Path:
+        self.calibration_hash = calibration_hash(self.calibration_crops, self.loaded.preprocessing)
+        return quantize_encoder(self.loaded, self.calibration_crops, self.cache_dir, self.reduce_range)
