@@ -127,7 +127,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
     parser.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
-    parser.add_argument("--report", type=Path, help="write the run's report (JSON, schema in README) to this file")
+    parser.add_argument(
+        "--report", type=Path, help="write the run's report (JSON, schema in docs/cli-and-config.md) to this file"
+    )
     parser.add_argument("--dashboard", action="store_true", help="also serve the dashboard (on --dashboard-address)")
     parser.add_argument(
         "--dashboard-only", action="store_true", help="serve only the dashboard over --db, until Ctrl-C"
