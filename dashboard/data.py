@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stream.config import StoreSettings
 from stream.config.store_location import StoreTarget, parse_store_target
 from stream.store import (
     AlertRow,
@@ -30,7 +31,7 @@ from stream.store import (
 )
 
 DB_ENV = "DEEPFAKE_STREAM_DB"
-DEFAULT_DB = Path("runs/deepfake.db")
+DEFAULT_DB = StoreSettings().db  # the config's default store
 # The detector commits every loop and writes stream health every second: this long without a write means it died.
 STALE_AFTER_S = 5.0
 # A face's chart shows at most its newest this many window scores, so one long-lived face cannot slow the page.

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from stream.faces.roi_finder import FaceFinder, FinderSettings, RegionsByCropping, scan_tiles, square_around
+from stream.config import FaceSettings, TrackingSettings
+from stream.faces.roi_finder import FaceFinder, RegionsByCropping, scan_tiles, square_around
 from stream.records import Detection
 from tests.doubles import RED, ScriptedFaces
 
@@ -35,7 +36,10 @@ class Scoring(ScriptedFaces):
 
 
 def finder(scanner: ScriptedFaces, regions: ScriptedFaces | None = None, **settings: object) -> FaceFinder:
-    return FaceFinder("cam", scanner, RegionsByCropping(regions or ScriptedFaces()), FinderSettings(**settings))
+    """`settings`: keys of the config's `faces` section, and `max_missed_frames` of its `tracking` section."""
+    tracking = TrackingSettings(**{k: settings.pop(k) for k in list(settings) if k == "max_missed_frames"})
+    faces = FaceSettings(**settings)  # type: ignore[arg-type]
+    return FaceFinder("cam", scanner, RegionsByCropping(regions or ScriptedFaces()), faces, tracking)
 
 
 def test_a_new_face_gets_its_id_after_two_confirming_re_detections() -> None:

@@ -108,7 +108,7 @@ def test_nbytes_is_fixed_by_capacity() -> None:
     for i in range(100):
         ring.push(features, np.zeros(2, np.float32), crop(1, 200, 150), i, None, float(i))
     assert ring.nbytes == expected
-    assert FaceRing(20, 2048, has_logits=False).nbytes == expected - 20 * 8
+    assert FaceRing(20, 2048, has_logits=False, thumb_size=64).nbytes == expected - 20 * 8
 
 
 def test_push_validates_shapes() -> None:

@@ -206,6 +206,8 @@ class FaceSettings:
             raise ValueError("suppression and birth_iou must be in (0, 1)")
         if not 0.0 <= self.confirm_score <= 1.0:
             raise ValueError(f"confirm_score must be in 0..1, got {self.confirm_score}")
+        if self.roi_scale < 1.2 or self.scan_period < 1 or self.scan_tile < 64 or self.confirm_frames < 0:
+            raise ValueError("roi_scale >= 1.2, scan_period >= 1, scan_tile >= 64, confirm_frames >= 0 are required")
         if not (0.2 <= self.box_scale_w <= 3.0 and 0.2 <= self.box_scale_h <= 3.0):
             raise ValueError(
                 f"box_scale_w and box_scale_h must be within 0.2..3.0, got {self.box_scale_w}, {self.box_scale_h}"

@@ -14,7 +14,7 @@ import numpy as np
 
 from model.preprocess import crop_face
 from stream.faces.mediapipe_detectors import CropFaceDetector, FaceDetector
-from stream.faces.roi_finder import FaceFinder, FinderSettings, RegionFaces, RegionsByCropping
+from stream.faces.roi_finder import FaceFinder, RegionFaces, RegionsByCropping
 from stream.faces.tracker import Tracker
 from stream.records import Frame, Track
 from stream.timing import StageTimer
@@ -153,15 +153,8 @@ def build_cropper(
         stream_id,
         scanner=frame_detector(),
         regions=region_detector(),
-        settings=FinderSettings(
-            roi_scale=faces.roi_scale,
-            scan_period=faces.scan_period,
-            scan_tile=faces.scan_tile,
-            birth_iou=faces.birth_iou,
-            confirm_frames=faces.confirm_frames,
-            confirm_score=faces.confirm_score,
-            max_missed_frames=tracking.max_missed_frames,
-        ),
+        faces=faces,
+        tracking=tracking,
         first_id=first_track_id,
     )
     return FaceCropper(finder, timer)

@@ -12,9 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.config import BoxMapping
+from stream.config import BoxMapping, FaceSettings
 from stream.faces.model_files import face_model_path
 from stream.records import Detection
+
+_FACES = FaceSettings()  # the config's defaults, for a detector built outside a run (tests, benchmarks)
 
 # MediaPipe's native layer warns once per process, from one of its own threads and a little after the first frame's
 # detect() has returned, that the input tensor was not aligned. The first warm-up waits for that line (bounded).
@@ -60,11 +62,12 @@ class FaceDetector:
     def __init__(
         self,
         model_path: Path | None = None,
-        min_score: float = 0.5,
+        min_score: float = _FACES.min_score,
         mapping: BoxMapping | None = None,
-        suppression: float = 0.3,
+        suppression: float = _FACES.suppression,
     ) -> None:
-        """`suppression`: MediaPipe's non-maximum-suppression IoU; lower merges overlapping duplicates of a face."""
+        """`suppression`: MediaPipe's non-maximum-suppression IoU; lower merges overlapping duplicates of a face.
+        Defaults are the config's (`faces`); the cropper passes the run's."""
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"min_score must be in (0, 1), got {min_score}")
         import mediapipe as mp
@@ -82,7 +85,7 @@ class FaceDetector:
             # little after the call returns): give it that frame here, where its output is silenced.
             blank = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
             self._detector.detect_for_video(blank, 0)
-        self._mapping = mapping or BoxMapping()
+        self._mapping = mapping or _FACES.mapping()
         self._last_timestamp_ms = 0  # the warm-up frame's
         self._closed = False
 
@@ -121,7 +124,7 @@ class FaceDetector:
 # faces, tight widths 60-250 px), composed with the full-range defaults: std 0.027 / 0.027 / 0.044 / 0.044. The
 # short-range box is 0.96-0.99 of the full-range one and a little lower; it keeps its proportions at every size,
 # while the full-range box shrinks on small faces (scale_w would be 0.85 at 60 px, 0.92 at 130-250 px).
-SHORT_RANGE_BOX_MAPPING = BoxMapping(dx=0.061, dy=0.023, scale_w=0.901, scale_h=0.902)
+SHORT_RANGE_BOX_MAPPING = FaceSettings().roi_mapping()
 
 
 def square_region(box_xyxy: tuple[float, float, float, float], scale: float = 2.5) -> tuple[float, float, float, float]:
@@ -145,7 +148,7 @@ class CropFaceDetector:
     def __init__(
         self,
         model_path: Path | None = None,
-        min_score: float = 0.5,
+        min_score: float = _FACES.min_score,
         mapping: BoxMapping | None = None,
         input_size: int = 256,
     ) -> None:

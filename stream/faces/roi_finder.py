@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from stream.config import FaceSettings, TrackingSettings
 from stream.faces.tracker import TrackMotion, iou_matrix
 from stream.records import Box, Detection, Track
 
@@ -62,21 +63,6 @@ class RegionsByCropping:
         self._detector.close()
 
 
-@dataclass(frozen=True)
-class FinderSettings:
-    roi_scale: float = 2.5  # a track is re-detected in a square this many times its predicted box
-    scan_period: int = 10  # every this many frames the scan covers the whole frame; tiles in between
-    scan_tile: int = 640  # tile side (pixels) for frames larger than this
-    birth_iou: float = 0.1  # a scan detection overlapping a live track this much never starts a new one
-    confirm_frames: int = 2  # consecutive crop re-detections a new track needs before it gets an id ...
-    confirm_score: float = 0.75  # ... each scoring at least this
-    max_missed_frames: int = 15  # a track unseen for more frames than this is gone
-
-    def __post_init__(self) -> None:
-        if self.roi_scale < 1.2 or self.scan_period < 1 or self.scan_tile < 64 or self.confirm_frames < 0:
-            raise ValueError("roi_scale >= 1.2, scan_period >= 1, scan_tile >= 64, confirm_frames >= 0 are required")
-
-
 def square_around(box: Box, scale: float, width: int, height: int) -> Box:
     """A square `scale` times the box's larger side, centred on it, kept inside the frame where it fits."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -119,7 +105,8 @@ class FaceFinder:
     stream_id: str
     scanner: FrameFaces
     regions: RegionFaces
-    settings: FinderSettings = field(default_factory=FinderSettings)
+    faces: FaceSettings = field(default_factory=FaceSettings)  # roi_scale, scan_*, birth_iou, confirm_*
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)  # max_missed_frames
     first_id: int = 1
 
     def __post_init__(self) -> None:
@@ -146,7 +133,7 @@ class FaceFinder:
 
         # 1. Every track, re-detected in its own crop around where it should be now.
         predicted = [c.motion.predict(frame_index) for c in self._candidates]
-        rois = [square_around(tuple(p), self.settings.roi_scale, width, height) for p in predicted]  # type: ignore[arg-type]
+        rois = [square_around(tuple(p), self.faces.roi_scale, width, height) for p in predicted]  # type: ignore[arg-type]
         found = self.regions.detect_regions(image_bgr, rois) if rois else []
         for candidate, detection in zip(self._candidates, found, strict=True):
             if detection is not None:
@@ -164,18 +151,18 @@ class FaceFinder:
         candidate.motion.match(detection.box_xyxy, frame_index)
         candidate.matched_now = True
         if candidate.track_id is None:
-            confident = detection.score >= self.settings.confirm_score
+            confident = detection.score >= self.faces.confirm_score
             candidate.streak = candidate.streak + 1 if confident else 0
-            if candidate.streak >= self.settings.confirm_frames:
+            if candidate.streak >= self.faces.confirm_frames:
                 candidate.track_id = self._next_id
                 self._next_id += 1
 
     def _scan(self, image_bgr: np.ndarray, timestamp_ms: int) -> list[Detection]:
         """The whole frame every `scan_period` frames; between those, the next tile of a large frame."""
         height, width = image_bgr.shape[:2]
-        if self._frames_seen % self.settings.scan_period == 0:
+        if self._frames_seen % self.faces.scan_period == 0:
             return self.scanner.detect(image_bgr, timestamp_ms)
-        tiles = scan_tiles(width, height, self.settings.scan_tile)
+        tiles = scan_tiles(width, height, self.faces.scan_tile)
         if len(tiles) == 1:
             return []
         x1, y1, x2, y2 = (int(v) for v in tiles[next(self._tile_turn) % len(tiles)])
@@ -198,7 +185,7 @@ class FaceFinder:
             overlap = np.zeros((0, len(scanned)))
         for col, detection in enumerate(scanned):
             rows = overlap[:, col] if len(overlap) else np.zeros(0)
-            if len(rows) and rows.max() > self.settings.birth_iou:
+            if len(rows) and rows.max() > self.faces.birth_iou:
                 best = self._candidates[int(rows.argmax())]
                 if not best.matched_now:
                     self._match(best, detection, frame_index)
@@ -213,7 +200,7 @@ class FaceFinder:
                 # A hidden candidate must be re-detected in every processed frame until confirmed (frames the loop
                 # thinned or dropped under load were never looked at: they are not misses).
                 continue
-            if missed > self.settings.max_missed_frames:
+            if missed > self.tracking.max_missed_frames:
                 if candidate.track_id is not None:
                     self._evicted.append(candidate.track_id)
                 continue

@@ -16,21 +16,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from model.engines import Engine
 from model.weights import LoadedModel
 from stream.capture.sources import Source
 from stream.config import Settings
-from stream.faces.cropper import FaceCrop, FaceCropper, build_cropper
+from stream.faces.cropper import FaceCrop, build_cropper
 from stream.faces.mediapipe_detectors import FaceDetector
 from stream.loop.annotate import FaceLabel, annotated_jpeg
 from stream.loop.crop_encoder import CropEncoder
 from stream.loop.evidence_clips import ClipRecorder
 from stream.loop.face_state import Face, FaceRegistry, RingShape
 from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
-from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin, thinned_of
+from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin
 from stream.loop.status_lines import engine_line, status_line
+from stream.loop.stream_state import LoopStream
 from stream.loop.verdicts import threshold_line, with_checkpoint
 from stream.records import (
     AnnotatedFrame,
@@ -48,93 +49,12 @@ from stream.records import (
     WindowScore,
 )
 from stream.sinks.protocol import Sink, SinkFanout
-from stream.timing import FpsMeter, StageTimer, span_rate
+from stream.timing import StageTimer
 
 log = logging.getLogger("deepfake_stream")
 
 FEATURE_DIM = 2048
 SOURCE_JOIN_S = 5.0
-
-
-@dataclass
-class _Stream:
-    """One stream's state, owned by the loop thread."""
-
-    source: Source
-    cropper: FaceCropper
-    live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
-    background: bool = False  # an upload: its frames wait for time the live streams leave (stream/overload.py)
-    interval_s: float | None = None  # a live stream's frame interval, from the frames it delivered
-    fps_in: FpsMeter = field(default_factory=FpsMeter)
-    fps_scored: FpsMeter = field(default_factory=FpsMeter)
-    frames_processed: int = 0
-    frames_thinned: int = 0
-    crops_encoded: int = 0
-    crops_skipped: int = 0
-    windows_scored: int = 0
-    first_frame_at: float | None = None  # monotonic time the loop took this stream's first frame ...
-    last_frame_at: float | None = None  # ... and its latest
-    last_annotated: float = 0.0
-    last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
-
-    def took_frame(self) -> None:
-        now = time.monotonic()
-        self.fps_in.tick(now)
-        self.frames_processed += 1
-        if self.first_frame_at is None:
-            self.first_frame_at = now
-        self.last_frame_at = now
-
-    def scored_window(self) -> None:
-        self.fps_scored.tick()
-        self.windows_scored += 1
-
-    def health(self) -> StreamHealth:
-        """Now: rates over the meters' last few seconds. A source that has ended (a file read to its end, a
-        publisher gone) is still live until the loop has taken its last buffered frame and closed the stream (its
-        final health then says how it ended): an ended state means no more scores will come and its name is free."""
-        now = time.monotonic()
-        health = self._health(self.fps_in.rate(now), self.fps_scored.rate(now))
-        if health.state in (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING):
-            return health
-        return replace(health, state=StreamState.LIVE)
-
-    def final_health(self) -> StreamHealth:
-        """At its end: rates over the stream's whole span, from its first processed frame to its last (a rate
-        taken "now" reads 0, or what its last few stamps suggest, once its frames have stopped coming)."""
-        start, end = self.first_frame_at, self.last_frame_at
-        return self._health(
-            span_rate(self.frames_processed - 1, start, end), span_rate(self.windows_scored, start, end)
-        )
-
-    def note_interval(self, frame: Frame) -> None:
-        """Update a live stream's frame interval (a moving average) from this frame and the last one processed."""
-        if self.last_processed is None or frame.index <= self.last_processed[0]:
-            return
-        interval = (frame.t_capture - self.last_processed[1]) / (frame.index - self.last_processed[0])
-        self.interval_s = interval if self.interval_s is None else self.interval_s + 0.2 * (interval - self.interval_s)
-
-    def count_thinned(self, frame: Frame, min_track_fps: float) -> None:
-        """Of the live frames the source's buffer dropped since the last one processed, count those thinned (the
-        rest stay dropped): see `stream.overload.thinned_of`."""
-        last, self.last_processed = self.last_processed, (frame.index, frame.t_capture)
-        if last is not None and frame.index - last[0] > 1:
-            self.frames_thinned += thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1], min_track_fps)
-
-    def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
-        return StreamHealth(
-            stream_id=self.source.stream_id,
-            state=self.source.state,
-            fps_in=fps_in,
-            fps_scored=fps_scored,
-            frames_dropped=self.source.dropped - self.frames_thinned,
-            reconnects=self.source.reconnects,
-            last_error=self.source.last_error,
-            frames_read=self.source.frames_read,
-            frames_thinned=self.frames_thinned,
-            crops_encoded=self.crops_encoded,
-            crops_skipped=self.crops_skipped,
-        )
 
 
 class Pipeline:
@@ -177,7 +97,7 @@ class Pipeline:
         self._inbox_lock = threading.Lock()  # a command posted after close() is refused, never left unanswered
         self._answered_after_flush: list[Future[None]] = []
         self._next_track_ids: dict[str, int] = {}  # a stream id added again continues its ids: none is reused
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, LoopStream] = {}
         self._stopped_sources: list[Source] = []
         self._events: list[Event] = []
         self._ended_health: dict[str, StreamHealth] = {}
@@ -301,7 +221,9 @@ class Pipeline:
     def _start_stream(self, source: Source) -> None:
         first_id = self._next_track_ids.get(source.stream_id, 1)
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
-        self._streams[source.stream_id] = _Stream(source, cropper, live=source.live, background=source.spec.background)
+        self._streams[source.stream_id] = LoopStream(
+            source, cropper, live=source.live, background=source.spec.background
+        )
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
         source.timer = self.timer
@@ -480,7 +402,7 @@ class Pipeline:
                 self._events.append(finished)
             self._events.append(face.update())
 
-    def _annotate(self, work: _Stream, frame: Frame, now: float) -> None:
+    def _annotate(self, work: LoopStream, frame: Frame, now: float) -> None:
         if now - work.last_annotated < 1.0 / self.settings.pipeline.annotate_fps:
             return
         began = time.perf_counter()

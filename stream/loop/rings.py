@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from stream.config import LoopSettings
+
 MAX_CAPACITY = 1000
 
 
@@ -26,6 +28,9 @@ class RingWindow:
         return len(self.frame_indices)
 
 
+THUMB_SIZE = LoopSettings().thumb_size  # the config's default, not one of the ring's own
+
+
 def _check_ring_args(capacity: int, feature_dim: int, thumb_size: int) -> None:
     for name, value, high in (("capacity", capacity, MAX_CAPACITY), ("feature_dim", feature_dim, 65536)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
@@ -41,7 +46,7 @@ class FaceRing:
     + 3·thumb_size² + 24) bytes, e.g. 20 × (8192 + 8 + 12288 + 24) ≈ 410 KB for a 2048-d face at window 20.
     """
 
-    def __init__(self, capacity: int, feature_dim: int, has_logits: bool, thumb_size: int = 64) -> None:
+    def __init__(self, capacity: int, feature_dim: int, has_logits: bool, thumb_size: int = THUMB_SIZE) -> None:
         _check_ring_args(capacity, feature_dim, thumb_size)
         self.capacity, self.feature_dim, self.has_logits, self.thumb_size = (
             capacity,

@@ -1,0 +1,93 @@
+"""One stream as the loop keeps it: its source and cropper, its rates and tallies, and the health it reports."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from stream.capture.sources import Source
+from stream.faces.cropper import FaceCropper
+from stream.loop.overload import thinned_of
+from stream.records import Frame, StreamHealth, StreamState
+from stream.timing import FpsMeter, span_rate
+
+
+@dataclass
+class LoopStream:
+    """One stream's state, owned by the loop thread."""
+
+    source: Source
+    cropper: FaceCropper
+    live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
+    background: bool = False  # an upload: its frames wait for time the live streams leave (stream/overload.py)
+    interval_s: float | None = None  # a live stream's frame interval, from the frames it delivered
+    fps_in: FpsMeter = field(default_factory=FpsMeter)
+    fps_scored: FpsMeter = field(default_factory=FpsMeter)
+    frames_processed: int = 0
+    frames_thinned: int = 0
+    crops_encoded: int = 0
+    crops_skipped: int = 0
+    windows_scored: int = 0
+    first_frame_at: float | None = None  # monotonic time the loop took this stream's first frame ...
+    last_frame_at: float | None = None  # ... and its latest
+    last_annotated: float = 0.0
+    last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
+
+    def took_frame(self) -> None:
+        now = time.monotonic()
+        self.fps_in.tick(now)
+        self.frames_processed += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
+
+    def scored_window(self) -> None:
+        self.fps_scored.tick()
+        self.windows_scored += 1
+
+    def health(self) -> StreamHealth:
+        """Now: rates over the meters' last few seconds. A source that has ended (a file read to its end, a
+        publisher gone) is still live until the loop has taken its last buffered frame and closed the stream (its
+        final health then says how it ended): an ended state means no more scores will come and its name is free."""
+        now = time.monotonic()
+        health = self._health(self.fps_in.rate(now), self.fps_scored.rate(now))
+        if health.state in (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING):
+            return health
+        return replace(health, state=StreamState.LIVE)
+
+    def final_health(self) -> StreamHealth:
+        """At its end: rates over the stream's whole span, from its first processed frame to its last (a rate
+        taken "now" reads 0, or what its last few stamps suggest, once its frames have stopped coming)."""
+        start, end = self.first_frame_at, self.last_frame_at
+        return self._health(
+            span_rate(self.frames_processed - 1, start, end), span_rate(self.windows_scored, start, end)
+        )
+
+    def note_interval(self, frame: Frame) -> None:
+        """Update a live stream's frame interval (a moving average) from this frame and the last one processed."""
+        if self.last_processed is None or frame.index <= self.last_processed[0]:
+            return
+        interval = (frame.t_capture - self.last_processed[1]) / (frame.index - self.last_processed[0])
+        self.interval_s = interval if self.interval_s is None else self.interval_s + 0.2 * (interval - self.interval_s)
+
+    def count_thinned(self, frame: Frame, min_track_fps: float) -> None:
+        """Of the live frames the source's buffer dropped since the last one processed, count those thinned (the
+        rest stay dropped): see `stream.loop.overload.thinned_of`."""
+        last, self.last_processed = self.last_processed, (frame.index, frame.t_capture)
+        if last is not None and frame.index - last[0] > 1:
+            self.frames_thinned += thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1], min_track_fps)
+
+    def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
+        return StreamHealth(
+            stream_id=self.source.stream_id,
+            state=self.source.state,
+            fps_in=fps_in,
+            fps_scored=fps_scored,
+            frames_dropped=self.source.dropped - self.frames_thinned,
+            reconnects=self.source.reconnects,
+            last_error=self.source.last_error,
+            frames_read=self.source.frames_read,
+            frames_thinned=self.frames_thinned,
+            crops_encoded=self.crops_encoded,
+            crops_skipped=self.crops_skipped,
+        )
