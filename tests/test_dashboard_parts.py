@@ -21,6 +21,7 @@ from stream.records import VerdictState
 from stream.store import ScoreWriter, open_reader, open_writer
 from tests.dashboard_store import INFO, ROOT, Run, dashboard
 from tests.netns import private_network
+from tests.test_layers import DASHBOARD_MAY_IMPORT
 
 # ---- pure parts --------------------------------------------------------------------------------------------------
 
@@ -92,10 +93,6 @@ def test_face_summaries_as_csv_and_json(db: Path, writer: ScoreWriter) -> None:
     assert stream["faces"][1]["status"] == "not_scored"
     at = dashboard()
     assert [b.label for b in at.download_button] == ["Download CSV", "Download report (JSON)"]
-
-
-# The bottom layer (records, light config, network helpers), the model layer's names and the store's read side.
-DASHBOARD_MAY_IMPORT = ("stream.records", "stream.config", "stream.network", "stream.store", "model.labels")
 
 
 def test_dashboard_imports_only_the_bottom_layer_and_the_store() -> None:
