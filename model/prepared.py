@@ -118,8 +118,8 @@ def read_manifest(folder: str | Path) -> Manifest:
         )
     if not path.is_file():
         raise PreparedDataError(
-            f"{folder} holds no {MANIFEST_NAME}: it is not prepared data (make it with: python -m stream.training.prepare "
-            f"SOURCE {folder})"
+            f"{folder} holds no {MANIFEST_NAME}: it is not prepared data (make it with: "
+            f"python -m stream.training.prepare SOURCE {folder})"
         )
     try:
         document = json.loads(path.read_text())

@@ -1,5 +1,5 @@
-"""`python -m model.train` on data prepared by `stream.training.prepare`: real training steps on CPU with the backbone frozen
-(head and LSTM), the group split, our checkpoint format with its metrics, Ctrl-C and resume, and bad input."""
+"""`python -m model.train` on data prepared by `stream.training.prepare`: real training steps on CPU with the backbone
+frozen (head and LSTM), the group split, our checkpoint format with its metrics, Ctrl-C and resume, and bad input."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Labelled video sets for `stream.training.prepare`: a folder with `labels.csv`, or a dataset root in its
-published layout (FaceForensics++, Celeb-DF v2, DFDC), recognised from its files. Each video gets a label, a group (videos that
-must stay on one side of a train/test split: one identity, a fake and its original) and the dataset's own split."""
+published layout (FaceForensics++, Celeb-DF v2, DFDC), recognised from its files. Each video gets a label, a group
+(videos that must stay on one side of a train/test split: one identity, a fake and its original) and the dataset's
+own split."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`python -m stream.training.prepare SOURCE OUT_DIR`: cut training crops from labelled videos with the live pipeline's own
-detect -> track -> crop unit (training/serving parity), into compact per-video files plus a manifest.
+"""`python -m stream.training.prepare SOURCE OUT_DIR`: cut training crops from labelled videos with the live
+pipeline's own detect -> track -> crop unit (training/serving parity), into compact per-video files plus a manifest.
 
 Resumable (videos already in OUT_DIR's manifest are skipped); unreadable videos are listed and skipped.
 """
