@@ -1,6 +1,7 @@
 """Training throughput: `stream.training.prepare` (videos/s and crops/s through the serving crop unit) and
 `model.train`'s steps (clips/s) for each architecture, with the backbone trained (the full fine-tune, augmentation
-on) and frozen (head and LSTM on cached features), on this machine's CPU or GPU, on test-made videos (nothing downloaded).
+on) and frozen (head and LSTM on cached features), on this machine's CPU or GPU, on test-made videos (nothing
+downloaded).
 
 Run: `.venv/bin/python bench/train.py [--videos 8] [--frames 60] [--window 10] [--batch 4] [--steps 3] [--device cpu]`
 """
