@@ -34,11 +34,12 @@ from model.engines import build_engine
 from model.weights import LoadedModel
 from stream.capture.references import SourceSpec
 from stream.capture.sources import Source
+from stream.capture.whip_frames import LatestFrames, MediaClock, whip_producer
 from stream.config import ServiceSettings, SourceOptions
 from stream.detector import Detector
 from stream.records import AnnotatedFrame, Event, FaceUpdate, StreamHealth, StreamState, WindowScore
 from stream.service.auth import token_guard
-from stream.service.whip import LatestFrames, MediaClock, WhipIngest, whip_producer
+from stream.service.whip import WhipIngest
 from stream.store import open_reader
 from tests import media
 from tests.doubles import RecordingSink
