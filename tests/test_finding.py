@@ -12,6 +12,8 @@ from stream.faces.roi_finder import FaceFinder, FinderSettings, RegionsByCroppin
 from stream.records import Detection
 from tests.doubles import RED, ScriptedFaces
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def frame(width: int, height: int, squares: Sequence[tuple[int, int, int]]) -> np.ndarray:
     """A black frame with red squares (x, y, side)."""
