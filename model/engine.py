@@ -11,7 +11,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,15 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from model.labels import CPU_ENGINES, CUDA_INDEX, DEVICES, GATED_CPU_ENGINES, is_device_name
 from model.network import FrameOutputs, SeedNet, TemporalNet, WindowMode
 from model.weights import LoadedModel
 
-DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # cuda:N: the N-th CUDA GPU (0-based)
-_CUDA_INDEX = re.compile(r"cuda:(\d+)")
 log = logging.getLogger("deepfake_stream")
-CPU_ENGINES = ("auto", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch")
-# Engines whose outputs may differ from fp32 ONNX Runtime by more than rounding: each must pass the parity gate.
-GATED_CPU_ENGINES = ("onnxruntime-int8", "openvino", "openvino-int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -54,11 +49,6 @@ class Engine(Protocol):
         ...
 
 
-def is_device_name(device: str) -> bool:
-    """Whether `device` is spelled as one of DEVICES (auto, cpu, cuda, cuda:N with N a non-negative integer)."""
-    return device in ("auto", "cpu", "cuda") or _CUDA_INDEX.fullmatch(device) is not None
-
-
 def resolve_device(device: str) -> torch.device:
     """`auto` picks CUDA when present; asking for CUDA (or a GPU index) that is not there is an EngineError."""
     if not isinstance(device, str) or not is_device_name(device):
@@ -68,7 +58,7 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise EngineError(f"--device {device} was asked for but no CUDA GPU is available; use --device auto or cpu")
-        index = _CUDA_INDEX.fullmatch(device)
+        index = CUDA_INDEX.fullmatch(device)
         count = torch.cuda.device_count()
         if index is not None and int(index.group(1)) >= count:
             raise EngineError(

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from model.engine import CPU_ENGINES, DEVICES, is_device_name
-from model.labels import MAX_WINDOW, MIN_WINDOW
+from model.labels import CPU_ENGINES, DEVICES, MAX_WINDOW, MIN_WINDOW, is_device_name
 from stream.config.store_location import StoreTarget
 from stream.network import LOOPBACK, is_loopback
 
@@ -148,7 +147,7 @@ class ModelSettings:
     stride: int = 1  # score a face's window every N scored crops
     window_mode: str = "mean"  # mean | last
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    cpu_engine: str = "auto"  # auto (fastest passing the parity gate here) | one of model.engine.CPU_ENGINES
+    cpu_engine: str = "auto"  # auto (fastest passing the parity gate here) | one of model.labels.CPU_ENGINES
 
     def __post_init__(self) -> None:
         if not self.weights:
