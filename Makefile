@@ -1,4 +1,5 @@
-# One command installs and runs the demo (`make run`), one installs and runs the tests (`make test`).
+# One command installs and runs the demo (`make run`), one installs and runs the tests (`make test`); `make test-fast`
+# runs only the inner loop's tests (the modules marked `fast`), in under a minute.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ FACE_MODELS := $(WEIGHTS_DIR)/face_detection_full_range_sparse.tflite $(WEIGHTS_
 DURATION ?=
 RUN_ARGS ?= demo --dashboard --serve 0
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test test-fast bench lint clean
 
 setup: $(STAMP) $(FACE_MODELS)
 
@@ -30,6 +31,12 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Only the files that carry the mark are collected: collecting the whole suite alone imports Ray, aiortc, Streamlit
+# and the rest (~12 s of CPU). The test plugins of hypothesis and schemathesis serve only the fuzz test.
+FAST_TESTS = $(shell grep -l 'pytest.mark.fast' tests/test_*.py)
+test-fast: setup
+	$(PY) -m pytest -q -m fast -p no:hypothesispytest -p no:schemathesis $(FAST_TESTS)
 
 bench: setup
 	$(PY) bench/encode.py

@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model.labels import MAX_WINDOW, MIN_WINDOW, UNCALIBRATED_WARNING
+from model.cli import OneLineParser
+from model.labels import UNCALIBRATED_WARNING
+from stream.config.flags import SHARED_FLAGS, add_flags, flag_overrides
 from stream.network import TOKEN_ENV
 
 if TYPE_CHECKING:
@@ -39,20 +41,6 @@ EXIT_INTERRUPTED = 130  # the shell's convention for a run ended by Ctrl-C (128 
 
 class UsageError(Exception):
     """A flag value that cannot be used; one line for the user."""
-
-
-def window_length(text: str) -> int:
-    value = int(text)
-    if not MIN_WINDOW <= value <= MAX_WINDOW:
-        raise argparse.ArgumentTypeError(f"must be {MIN_WINDOW}..{MAX_WINDOW} frames, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def positive_seconds(text: str) -> float:
@@ -77,28 +65,6 @@ def serve_address(text: str) -> tuple[str | None, int]:
     return host.strip("[]") or None, int(port)
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes get one line on stderr, not argparse's usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-# Each flag overrides the config key of the same meaning.
-FLAG_KEYS = {
-    "weights": "model.weights",
-    "window": "model.window",
-    "stride": "model.stride",
-    "window_mode": "model.window_mode",
-    "threshold": "verdicts.threshold",
-    "device": "model.device",
-    "cpu_engine": "model.cpu_engine",
-    "db": "store.db",
-    "realtime": "sources.realtime",
-}
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = OneLineParser(prog="run_stream.py", description="Real-time deepfake detection for live video.")
     parser.add_argument(
@@ -108,24 +74,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="demo | 0 | /dev/video0 | rtsp://… | screen | screen:X,Y,W,H | FILE (a video)",
     )
     parser.add_argument("--config", type=Path, help="YAML over configs/default.yaml (strict: unknown keys are errors)")
-    parser.add_argument("--weights", help="auto | a checkpoint file | the folder you downloaded checkpoints into")
-    parser.add_argument("--window", type=window_length, help=f"frames per window, {MIN_WINDOW}..{MAX_WINDOW}")
-    parser.add_argument("--stride", type=positive_int, help="score each face every N scored crops")
-    parser.add_argument("--window-mode", choices=["mean", "last"])
-    parser.add_argument(
-        "--threshold", type=float, help="verdict threshold in (0, 1) (default: the checkpoint's calibrated one, or 0.5)"
-    )
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument(
-        "--cpu-engine",
-        choices=["auto", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch"],
-        help="auto: the fastest engine that passes the parity gate on this CPU (measured once, cached)",
-    )
-    parser.add_argument(
-        "--db",
-        help="the score store: a SQLite file or postgresql://user@host:port/dbname (password: PGPASSWORD, ~/.pgpass)",
-    )
-    parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, help="pace files like a live stream")
+    add_flags(parser, SHARED_FLAGS)  # each overrides the config key of the same meaning
     parser.add_argument("--duration", type=positive_seconds, help="stop after this many seconds")
     parser.add_argument(
         "--report", type=Path, help="write the run's report (JSON, schema in docs/cli-and-config.md) to this file"
@@ -193,7 +142,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     """The config file, then the flags over the same keys."""
     from stream.config import DEFAULT_CONFIG, load_settings, with_overrides
 
-    flags = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()} | serve_keys(args)
+    flags = flag_overrides(args, SHARED_FLAGS) | serve_keys(args)
     settings = load_settings(args.config or DEFAULT_CONFIG, flags)
     if args.webhook:  # added to the config's webhooks, not instead of them
         settings = with_overrides(settings, {"service.webhooks": [*settings.service.webhooks, *args.webhook]})

@@ -1,8 +1,9 @@
-"""Command-line pieces the training tools share: a parser whose usage mistakes are one line, number checks."""
+"""Command-line pieces every command shares: a parser whose usage mistakes are one line, number checks."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -44,4 +45,14 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value

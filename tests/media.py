@@ -3,6 +3,7 @@ truncated, grayscale. Nothing is downloaded; each test writes what it needs into
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,7 +29,7 @@ def write_video(
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = first.shape[1], first.shape[0]
         stream.pix_fmt = "yuv420p"
-        for image in (first, *frames):
+        for image in itertools.chain([first], frames):  # a generator's frames are never all in memory
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode():

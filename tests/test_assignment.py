@@ -6,6 +6,8 @@ import pytest
 
 from stream.cluster.assignment import Worker, assign
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 CAMERAS = [f"cam{i}" for i in range(7)]
 
 

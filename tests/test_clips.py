@@ -12,6 +12,8 @@ from stream.config import ClipSettings
 from stream.loop.evidence_clips import ClipRecorder
 from stream.records import Alert
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def crops(n: int, value: int = 120) -> np.ndarray:
     rng = np.random.default_rng(value)

@@ -28,6 +28,8 @@ from stream.config import (
 )
 from stream.faces.mediapipe_detectors import SHORT_RANGE_BOX_MAPPING
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "x.yaml"

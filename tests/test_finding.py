@@ -13,6 +13,8 @@ from stream.faces.roi_finder import FaceFinder, RegionsByCropping, scan_tiles, s
 from stream.records import Detection
 from tests.doubles import RED, ScriptedFaces
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def frame(width: int, height: int, squares: Sequence[tuple[int, int, int]]) -> np.ndarray:
     """A black frame with red squares (x, y, side)."""

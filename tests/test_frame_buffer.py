@@ -13,6 +13,8 @@ import pytest
 from stream.capture.frame_buffer import FrameBuffer
 from stream.records import Frame
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 BLOCKED_S = 0.3  # long enough to see a writer still waiting
 RELEASED_S = 2.0  # generous bound for a woken writer to return (it polls every 0.1 s)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom to top. A module may import its own package and anything in a lower layer; packages on one layer are
@@ -18,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("model",),
     ("stream.records",),  # the bottom layer: records first, then the timers and settings that name them
-    ("stream.timing", "stream.network", "stream.config"),
+    ("stream.timing", "stream.network", "stream.text", "stream.config"),
     ("stream.capture", "stream.faces", "stream.store"),
     ("stream.sinks",),
     ("stream.loop",),
@@ -27,11 +29,19 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dashboard",),  # run_stream.py starts it as a child process (dashboard.launch); it never imports run_stream
     ("run_stream",),
 )
-# Within the bottom layer, the settings may name the records' neighbours: config -> network. Nothing else.
-ALLOWED_SIBLINGS = {("stream.config", "stream.network")}
+# Within the bottom layer the settings may use the network names and the one-line error text. Nothing else.
+ALLOWED_SIBLINGS = {("stream.config", "stream.network"), ("stream.config", "stream.text")}
 DASHBOARD_MAY_IMPORT = ("stream.records", "stream.config", "stream.network", "stream.store", "model.labels")
 HEAVY = ("torch", "av", "cv2", "mediapipe", "onnxruntime", "openvino")
-LIGHT = ("stream.config", "stream.records", "stream.timing", "stream.network", "model.labels", "stream.store")
+LIGHT = (
+    "stream.config",
+    "stream.text",
+    "stream.records",
+    "stream.timing",
+    "stream.network",
+    "model.labels",
+    "stream.store",
+)
 
 
 def module_name(path: Path) -> str:

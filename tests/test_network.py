@@ -9,6 +9,8 @@ from model.labels import ARCHITECTURE_NAMES, LABEL_ORDER
 from model.network import ARCHITECTURES, FAKE_INDEX, FrameOutputs, SeedNet, build_network
 from tests.helpers import random_temporal
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 @pytest.fixture(scope="module")
 def window() -> torch.Tensor:

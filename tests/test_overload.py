@@ -25,6 +25,8 @@ from stream.loop.pipeline import Pipeline
 from stream.records import Detection, FaceUpdate, Frame, StreamHealth, WindowScore
 from tests.doubles import BLUE, RED, FakeEngine, RecordingSink, ScriptedFaces, Square, stub_producer
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 LIVE_SPEC = SourceSpec("webcam", "stub", live=True, display="stub")
 FILE_SPEC = SourceSpec("file", "stub", live=False, display="stub")
 SETTINGS = {

@@ -50,6 +50,8 @@ from tests.doubles import (
     stub_producer,
 )
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 FILE_SPEC = SourceSpec("file", "stub", live=False, display="stub")
 LIVE_SPEC = SourceSpec("webcam", "stub", live=True, display="stub")
 LOOP_DEFAULTS = {

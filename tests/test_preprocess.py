@@ -10,6 +10,8 @@ from PIL import Image
 from model.preprocess import SEED_PREPROCESSING, Preprocessing, clip_box, crop_face, crops_to_batch, resize_crop
 from tests.helpers import astronaut_bgr, astronaut_face_bgr
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def test_boxes_are_clipped_never_wrapped() -> None:
     frame = np.zeros((100, 200, 3), np.uint8)

@@ -19,6 +19,8 @@ from stream.detector import Detector
 from stream.store import REPORT_SCHEMA, FaceReport, Report, build_report, open_reader, overall_verdict
 from tests.doubles import BLUE, RED, FaceFactory, FakeEngine, Scene, Square, stub_producer
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 FILE_SPEC = SourceSpec("file", "stub.mp4", live=False, display="stub.mp4")
 RED_FACE, BLUE_FACE = Square(RED, 10, 40), Square(BLUE, 110, 40)
 

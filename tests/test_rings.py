@@ -12,6 +12,8 @@ from stream.loop.face_state import FaceRegistry, RingShape
 from stream.loop.rings import FaceRing
 from stream.records import Frame
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 D = 8
 
 

@@ -8,6 +8,8 @@ from stream.config import VerdictPolicy
 from stream.loop.verdicts import FaceScorer, ScoreUpdate
 from stream.records import Alert, VerdictState, band_verdict
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 REAL, FAKE, UNSURE = VerdictState.REAL, VerdictState.FAKE, VerdictState.UNSURE
 
 

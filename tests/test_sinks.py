@@ -15,6 +15,8 @@ from stream.store import StoreError
 from tests.doubles import FaceFactory, FakeEngine, RecordingSink, stub_producer
 from tests.test_pipeline_loop import LEFT_RED, always, file_source, loop_settings
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 class BrokenSink:
     """A sink that fails on every batch after the first, as a webhook or metrics bug would."""

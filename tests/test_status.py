@@ -10,6 +10,8 @@ from stream.loop.status_lines import status_line
 from stream.records import StreamHealth, StreamState
 from stream.timing import FpsMeter, span_rate
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def ticked(stamps: list[float], window_s: float = 2.0) -> FpsMeter:
     meter = FpsMeter(window_s)

@@ -8,6 +8,8 @@ import pytest
 from stream.faces.tracker import Tracker, iou_matrix
 from stream.records import Detection, Track
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def det(x: float, y: float, size: float = 100.0) -> Detection:
     return Detection(box_xyxy=(x, y, x + size, y + size), score=0.9)

@@ -13,6 +13,7 @@ import numpy as np
 from stream.capture.references import SourceError, SourceLost, SourceSpec, TruncatedFile
 from stream.config import SourceOptions
 from stream.records import DecodedFrame
+from stream.text import one_line
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -27,11 +28,11 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return cv2.rotate(image, turns[rotation]) if rotation in turns else image
 
 
-def _one_line(error: BaseException) -> str:
-    """The error's first line, without the URL PyAV appends to its errors (it may carry a password)."""
-    message = error.strerror if isinstance(error, av.error.FFmpegError | OSError) and error.strerror else str(error)
-    text = str(message).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def _reason(error: BaseException) -> str:
+    """The error in one line, without the URL PyAV appends to its errors (it may carry a password)."""
+    if isinstance(error, av.error.FFmpegError | OSError) and error.strerror:
+        return one_line(str(error.strerror))
+    return one_line(error)
 
 
 def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.InputContainer:
@@ -66,10 +67,10 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.Inp
     except (av.error.FFmpegError, OSError) as error:
         if spec.kind == "screen":
             raise SourceError(
-                f"cannot capture {spec.display}: {_one_line(error)} (a region must lie inside the X display; "
+                f"cannot capture {spec.display}: {_reason(error)} (a region must lie inside the X display; "
                 "`xdpyinfo | grep dimensions` shows its size)"
             ) from None
-        raise SourceError(f"cannot open {spec.display}: {_one_line(error)}") from None
+        raise SourceError(f"cannot open {spec.display}: {_reason(error)}") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"{spec.display} has no video stream")
@@ -89,8 +90,8 @@ def decode_frames(container: av.container.InputContainer, spec: SourceSpec) -> I
             yield DecodedFrame(image, t_media)
     except (av.error.FFmpegError, OSError) as error:
         if spec.live:
-            raise SourceLost(f"{spec.display}: {_one_line(error)}") from None
-        raise TruncatedFile(_one_line(error)) from None
+            raise SourceLost(f"{spec.display}: {_reason(error)}") from None
+        raise TruncatedFile(_reason(error)) from None
     finally:
         container.close()
 

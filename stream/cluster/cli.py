@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import sys
@@ -25,7 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.labels import MAX_WINDOW, MIN_WINDOW
+from model.cli import OneLineParser, non_negative_float, positive_int
+from stream.config.flags import add_flags, flag_overrides
+from stream.text import one_line
 
 if TYPE_CHECKING:
     from stream.cluster.cameras import CameraPlan
@@ -33,34 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepfake_stream")
 LOOPBACK = "127.0.0.1"
-# Each flag overrides the config key of the same meaning (as in run_stream.py).
-FLAG_KEYS = {
-    "weights": "model.weights",
-    "window": "model.window",
-    "stride": "model.stride",
-    "device": "model.device",
-    "cpu_engine": "model.cpu_engine",
-    "db": "store.db",
+# The flags run_stream.py also has (stream/config/flags.py), each over one config key; --db first in --help.
+DETECTOR_FLAGS = ("db", "weights", "window", "stride", "device", "cpu_engine")
+HELPS = {
+    "db": "the score store: postgresql://user@host:port/dbname (or a SQLite file)",
+    "weights": "auto | a checkpoint file (on every detector's machine)",
 }
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes get one line on stderr, not argparse's usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _number(kind: type, low: float) -> Any:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not (math.isfinite(value) and value >= low):
-            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -72,25 +51,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--address",
         help="join this Ray cluster (auto, or HOST:PORT of `ray start --head`); default: start one on 127.0.0.1",
     )
-    parser.add_argument("--db", help="the score store: postgresql://user@host:port/dbname (or a SQLite file)")
+    add_flags(parser, DETECTOR_FLAGS[:1], HELPS)
     parser.add_argument("--config", type=Path, help="the detectors' config, YAML over configs/default.yaml")
-    parser.add_argument("--weights", help="auto | a checkpoint file (on every detector's machine)")
-    window = _number(int, MIN_WINDOW)
-    parser.add_argument("--window", type=window, help=f"frames per window, {MIN_WINDOW}..{MAX_WINDOW}")
-    parser.add_argument("--stride", type=_number(int, 1), help="score each face every N scored crops")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument(
-        "--cpu-engine", choices=["auto", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch"]
-    )
-    parser.add_argument("--detectors", type=_number(int, 1), help="detector actors (default: detector.count)")
-    parser.add_argument("--num-cpus", type=_number(float, 0), help="CPU cores per detector (detector.num_cpus)")
-    parser.add_argument("--num-gpus", type=_number(float, 0), help="GPUs per detector (detector.num_gpus)")
-    parser.add_argument("--max-cameras", type=_number(int, 1), help="cameras per detector (detector.max_cameras)")
-    parser.add_argument("--duration", type=_number(float, 0), help="stop after this many seconds")
-    args = parser.parse_args(argv)
-    if args.window is not None and args.window > MAX_WINDOW:
-        parser.error(f"argument --window: must be {MIN_WINDOW}..{MAX_WINDOW} frames, got {args.window}")
-    return args
+    add_flags(parser, DETECTOR_FLAGS[1:], HELPS)
+    parser.add_argument("--detectors", type=positive_int, help="detector actors (default: detector.count)")
+    parser.add_argument("--num-cpus", type=non_negative_float, help="CPU cores per detector (detector.num_cpus)")
+    parser.add_argument("--num-gpus", type=non_negative_float, help="GPUs per detector (detector.num_gpus)")
+    parser.add_argument("--max-cameras", type=positive_int, help="cameras per detector (detector.max_cameras)")
+    parser.add_argument("--duration", type=non_negative_float, help="stop after this many seconds")
+    return parser.parse_args(argv)
 
 
 def detector_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +82,7 @@ def with_flags(plan: CameraPlan, args: argparse.Namespace) -> CameraPlan:
 def resolve_settings(args: argparse.Namespace) -> Settings:
     from stream.config import DEFAULT_CONFIG, load_settings
 
-    return load_settings(args.config or DEFAULT_CONFIG, {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()})
+    return load_settings(args.config or DEFAULT_CONFIG, flag_overrides(args, DETECTOR_FLAGS))
 
 
 def ray_environment(address: str | None) -> None:
@@ -169,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ConnectionError as error:  # no Ray cluster at --address
-        print(f"error: cannot join the Ray cluster at {args.address}: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"error: cannot join the Ray cluster at {args.address}: {one_line(error)}", file=sys.stderr)
         return 2
     finally:
         writer.close()

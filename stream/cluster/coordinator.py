@@ -44,8 +44,10 @@ from stream.config import Settings
 from stream.records import ClusterCamera
 from stream.store import ScoreWriter, StoreError
 from stream.store.keys import new_session_id
+from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
+RAY_ERROR_LIMIT = 160  # characters: Ray's error messages run to paragraphs
 
 
 class ClusterError(Exception):
@@ -231,7 +233,7 @@ class Coordinator:
                     self._answered(actor, ray.get(sync), now)
                 except RayError as error:
                     actor.sent = None
-                    self._down(actor, f"set_cameras failed: {_one_line(error)}", now)
+                    self._down(actor, f"set_cameras failed: {one_line(error, RAY_ERROR_LIMIT)}", now)
         if actor.probe is None:
             actor.probe, actor.probe_sent = actor.handle.report.remote(), time.monotonic()
         ready, _ = ray.wait([actor.probe], timeout=0)
@@ -243,9 +245,9 @@ class Coordinator:
                 if error.actor_init_failed:
                     self._failed(actor, error)
                 else:
-                    self._down(actor, _one_line(error), now)
+                    self._down(actor, one_line(error, RAY_ERROR_LIMIT), now)
             except RayError as error:
-                self._down(actor, _one_line(error), now)
+                self._down(actor, one_line(error, RAY_ERROR_LIMIT), now)
         elif time.monotonic() - actor.probe_sent >= self.timing.probe_timeout_s:
             actor.misses += 1
             actor.probe = None  # a probe that never returns (a dead node) is not waited on for ever
@@ -402,7 +404,7 @@ class Coordinator:
                 try:
                     ray.get(calls[actor.name], timeout=max(0.1, deadline - time.monotonic()))
                 except (RayError, TimeoutError) as error:
-                    log.warning("cluster: %s did not stop cleanly: %s", actor.name, _one_line(error))
+                    log.warning("cluster: %s did not stop cleanly: %s", actor.name, one_line(error, RAY_ERROR_LIMIT))
                     if actor.report is not None:
                         self._end_session(actor.report.session_id, self._clock())
             elif actor.report is not None:  # down: its process is gone, and its session with it
@@ -417,12 +419,6 @@ class Coordinator:
         now = self._clock()
         self._status = {c.name: _Placement(None, "stopped", now) for c in self.plan.cameras}
         self._write_status(now, force=True)
-
-
-def _one_line(error: BaseException, limit: int = 160) -> str:
-    """A Ray error's text on one line, cut short (Ray's messages run to paragraphs)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def cluster_resources() -> Mapping[str, float]:

@@ -21,6 +21,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from stream.text import one_line
+
 if TYPE_CHECKING:
     from stream.config import Settings
     from stream.detector import Detector
@@ -48,10 +50,6 @@ class WorkerReport:
     pid: int
     running: bool  # its loop thread is alive
     cameras: dict[str, CameraReport] = field(default_factory=dict)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 class DetectorWorker:
@@ -113,8 +111,8 @@ class DetectorWorker:
                     _, added = self.detector.add_source(source, name)
                     added.result(timeout=self.detector.settings.sources.open_timeout_s + REMOVE_TIMEOUT_S)
                 except (SourceError, ValueError, RuntimeError, FutureTimeout) as error:
-                    self._failed[name] = (source, _one_line(error))
-                    log.warning("%s: camera %s not started: %s", self.name, name, _one_line(error))
+                    self._failed[name] = (source, one_line(error))
+                    log.warning("%s: camera %s not started: %s", self.name, name, one_line(error))
                     continue
                 self._cameras[name] = source
                 self._failed.pop(name, None)
@@ -127,7 +125,7 @@ class DetectorWorker:
         except KeyError:
             pass  # its stream had already ended (a file at its end, a source that failed)
         except (RuntimeError, FutureTimeout) as error:
-            log.warning("%s: camera %s: stop not confirmed: %s", self.name, name, _one_line(error))
+            log.warning("%s: camera %s: stop not confirmed: %s", self.name, name, one_line(error))
 
     def shutdown(self) -> str:
         """Stop the loop, end the session and close the store; the session id."""

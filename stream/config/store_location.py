@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from stream.text import one_line
+
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # A server store keeps the run's local files (clips, uploads) under this folder of the working directory.
@@ -34,7 +36,7 @@ class PostgresUrl:
         try:
             params = conninfo_to_dict(self.url)
         except ProgrammingError as error:  # libpq could not parse it (its message quotes the URL)
-            reason = " ".join(str(error).split()).replace(self.url, redacted(self.url))
+            reason = one_line(error).replace(self.url, redacted(self.url))
             raise ValueError(f"{redacted(self.url)!r} is not a valid postgresql:// URL: {reason}") from None
         if params.get("password"):
             raise ValueError(

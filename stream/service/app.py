@@ -33,6 +33,7 @@ from stream.service.schemas import (
     Liveness,
 )
 from stream.service.uploads import Uploads
+from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
 
@@ -76,7 +77,7 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def _one_line(error: RequestValidationError) -> str:
+def _first_problem(error: RequestValidationError) -> str:
     """The first problem FastAPI found in a request, in one line (`body.name: String should match pattern …`)."""
     errors = error.errors()
     if not errors:
@@ -84,7 +85,7 @@ def _one_line(error: RequestValidationError) -> str:
     first = errors[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return " ".join(f"{where}: {first.get('msg', 'invalid')}{more}".split())
+    return one_line(f"{where}: {first.get('msg', 'invalid')}{more}")
 
 
 def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequence[Extension] = ()) -> FastAPI:
@@ -120,7 +121,7 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        return _problem(422, _one_line(error))
+        return _problem(422, _first_problem(error))
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:

@@ -33,6 +33,7 @@ from stream.capture.whip_frames import LatestFrames, whip_producer
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamState
+from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
 
@@ -73,11 +74,6 @@ class _Publisher:
 
 def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 class WhipIngest:
@@ -257,7 +253,7 @@ class WhipIngest:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         except Exception as error:  # aiortc's SDP parser raises ValueError, IndexError, OperationError, … on bad input
-            raise self._error(400, f"malformed SDP offer: {_one_line(error)}", cors) from None
+            raise self._error(400, f"malformed SDP offer: {one_line(error, limit=200)}", cors) from None
         # aiortc accepts garbage and media-less offers: the video is checked here.
         tracks = [t.receiver.track for t in pc.getTransceivers() if t.receiver.track is not None]
         videos = [track for track in tracks if track.kind == "video"]
@@ -266,7 +262,7 @@ class WhipIngest:
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as error:  # the offer parsed but cannot be answered (e.g. inconsistent ICE/DTLS parameters)
-            raise self._error(400, f"cannot answer the SDP offer: {_one_line(error)}", cors) from None
+            raise self._error(400, f"cannot answer the SDP offer: {one_line(error, limit=200)}", cors) from None
         return pc.localDescription.sdp, videos[0], [t for t in tracks if t is not videos[0]]
 
     async def _receive(self, publisher: _Publisher, track: MediaStreamTrack) -> None:
@@ -286,7 +282,7 @@ class WhipIngest:
         try:
             await _answer_of(added)
         except (ValueError, RuntimeError) as error:
-            await self._end(publisher, f"the detector refused the stream: {_one_line(error)}")
+            await self._end(publisher, f"the detector refused the stream: {one_line(error, limit=200)}")
 
     async def _watch(self, publisher: _Publisher) -> None:
         """A stream stopped elsewhere (the control API) ends its publisher; a silent publisher is lost (like a
@@ -334,7 +330,7 @@ class WhipIngest:
             done = self._detector.pipeline.remove_source(stream_name)
             await asyncio.wait_for(_answer_of(done), LOOP_ANSWER_S)
         except (KeyError, RuntimeError, TimeoutError) as error:  # already gone, or the loop has stopped
-            log.debug("WHIP stream %s was not removed by the loop: %s", stream_name, _one_line(error))
+            log.debug("WHIP stream %s was not removed by the loop: %s", stream_name, one_line(error, limit=200))
 
     def _cors(self, request: Request) -> dict[str, str]:
         """Cross-origin callers: any origin when a token guards the service (the token is the gate), else only pages

@@ -37,7 +37,8 @@ from stream.records import (
 from stream.store.keys import new_session_id, next_day, session_day
 from stream.store.pg_schema import LOCK_KEY, PARTITION_NAME, PG_SCHEMA_SQL, create_partition_sql, migration_steps
 from stream.store.records import SessionInfo, StoreError
-from stream.store.schema import SCHEMA_VERSION, one_line
+from stream.store.schema import SCHEMA_VERSION
+from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
 CONNECT_TIMEOUT_S = 10

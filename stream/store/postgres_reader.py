@@ -16,7 +16,8 @@ from stream.records import ClusterCamera, FaceSummary
 from stream.store.postgres import CONNECT_TIMEOUT_S, connect, newer_schema_error, stored_version
 from stream.store.records import AlertRow, FaceRow, FrameRow, ScoreRow, SessionRow, StoreError, StreamRow, VerdictRow
 from stream.store.rows import face_row, face_summary, session_row, stream_row, verdict_row
-from stream.store.schema import SCHEMA_VERSION, one_line
+from stream.store.schema import SCHEMA_VERSION
+from stream.text import one_line
 
 _SESSION_COLUMNS = (
     'session_id, started_at, ended_at, last_active, checkpoint, calibrated, "window", stride, window_mode, '

@@ -1,5 +1,4 @@
-"""The score store's SQLite schema: its tables, its version, the migrations from older versions, and the one-line
-error text both sides use."""
+"""The score store's SQLite schema: its tables, its version and the migrations from older versions."""
 
 from __future__ import annotations
 
@@ -72,7 +71,3 @@ ALTER TABLE health ADD COLUMN frames_read INTEGER NOT NULL DEFAULT 0;
     + MIGRATE_FROM_2
 )
 MIGRATIONS = {1: MIGRATE_FROM_1, 2: MIGRATE_FROM_2, 3: MIGRATE_FROM_3}
-
-
-def one_line(error: BaseException | str) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

@@ -32,7 +32,8 @@ from stream.records import (
 )
 from stream.store.keys import new_session_id
 from stream.store.records import SessionInfo, StoreError
-from stream.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION, one_line
+from stream.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION
+from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
 _score_values = attrgetter(*(f.name for f in fields(WindowScore)))

@@ -12,7 +12,8 @@ from typing import Any
 from stream.records import ClusterCamera, FaceSummary
 from stream.store.records import AlertRow, FaceRow, FrameRow, ScoreRow, SessionRow, StoreError, StreamRow, VerdictRow
 from stream.store.rows import face_row, face_summary, session_row, stream_row, verdict_row
-from stream.store.schema import BUSY_TIMEOUT_S, one_line
+from stream.store.schema import BUSY_TIMEOUT_S
+from stream.text import one_line
 
 
 class SqliteReader:
