@@ -160,7 +160,7 @@ def main() -> int:
     names = list(queries["SQLite"])
     table(
         ["query", "SQLite", "PostgreSQL"],
-        [[n, f"{queries['SQLite'][n] * 1000:.1f}", f"{queries['PostgreSQL'][n] * 1000:.1f}"] for n in names],
+        [[n, f"{queries['SQLite'][n] * 1000:.2f}", f"{queries['PostgreSQL'][n] * 1000:.2f}"] for n in names],
     )
     return 0
 

@@ -7,7 +7,7 @@ no route in there, so no server can bind a public address and no packet can reac
 How it works: `private_network()` calls `unshare(CLONE_NEWNET)` (through ctypes: `os.unshare` needs Python
 3.12) on the calling thread, which is the thread pytest runs tests on. Linux keeps namespaces per thread, and
 every thread and child process started from that thread afterwards is created inside the new namespace:
-servers started with `subprocess`, the capture threads of `stream.sources.Source`, event loops run in new
+servers started with `subprocess`, the capture threads of `stream.capture.sources.Source`, event loops run in new
 threads. On exit it moves the thread back with `setns` to the namespace it came from. It needs root (or
 CAP_SYS_ADMIN); a pytest already run inside a namespace with nothing but loopback (e.g. under
 `unshare -rn sh -c 'ip link set lo up && pytest'` as a normal user) is accepted as it is.

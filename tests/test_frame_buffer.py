@@ -1,4 +1,4 @@
-"""`stream.sources.FrameBuffer`'s two policies on their own: live drops the oldest and hands out the newest; file
+"""`stream.capture.frame_buffer.FrameBuffer`'s two policies on their own: live drops the oldest and hands out the newest; file
 keeps every frame in order and makes the writer wait. Tiny in-memory frames, no media."""
 
 from __future__ import annotations

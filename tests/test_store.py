@@ -217,6 +217,7 @@ def test_face_upsert_keeps_first_thumbnail_and_first_sight(store: Backend) -> No
         sid = w.start_session(INFO)
         w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 10.0, 1.0, 1.0, "live", VerdictState.UNSURE, None, 0, b"first"))
         w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 12.0, 1.0, 3.0, "live", VerdictState.REAL, 0.2, 40, None))
+        w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 13.0, 1.0, 4.0, "live", VerdictState.REAL, 0.2, 60, b"later"))
         w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 14.0, 1.0, 5.0, "gone", VerdictState.REAL, 0.1, 90, None))
         with pytest.raises(ValueError, match="'live' or 'gone'"):
             w.write_face(sid, FaceUpdate("cam0", 3, 10.0, 14.0, 1.0, 5.0, "lost", VerdictState.REAL, 0.1, 90, None))
@@ -435,7 +436,7 @@ ADDED_IN = {
     5: [SCHEMA_SQL[SCHEMA_SQL.index("CREATE TABLE IF NOT EXISTS cluster_status") :].split(";", 1)[0] + ";"],
     4: [", service_url TEXT"],
     3: [
-        " frames_thinned INTEGER NOT NULL DEFAULT 0,\n    crops_encoded INTEGER NOT NULL DEFAULT 0, "
+        " frames_thinned INTEGER NOT NULL DEFAULT 0, crops_encoded INTEGER NOT NULL DEFAULT 0, "
         "crops_skipped INTEGER NOT NULL DEFAULT 0,",
         " crops_skipped INTEGER NOT NULL DEFAULT 0,",
     ],

@@ -1,81 +1,38 @@
-"""The score store's PostgreSQL schema: the same tables, columns and keys as the SQLite one (schema.py), its
-version, and the scores table partitioned by the day a session started.
+"""The score store's PostgreSQL schema: the tables of tables.py, a version table, and the scores table partitioned by
+the day a session started.
 
-Types: SQLite's REAL is a double, so DOUBLE PRECISION; BLOB is BYTEA. Key text columns compare bytewise
-(COLLATE "C", as SQLite does), which also orders session ids by start time. `window` is a reserved word in
-PostgreSQL, so it is always quoted. Partitions are `scores_pYYYYMMDD`, ranges of session ids (each id starts with
-its session's start day), so all of a session's scores are in one partition and retention can drop a whole
-partition without ever cutting a session in half; ids made elsewhere go to `scores_other`.
+Types (dialect.py): SQLite's REAL is a double, so DOUBLE PRECISION; BLOB is BYTEA. Key text columns compare bytewise
+(COLLATE "C", as SQLite does), which also orders session ids by start time. Partitions are `scores_pYYYYMMDD`,
+ranges of session ids (each id starts with its session's start day), so all of a session's scores are in one
+partition and retention can drop a whole partition without ever cutting a session in half; ids made elsewhere go to
+`scores_other`.
 """
 
 from __future__ import annotations
 
 import re
 
+from stream.store.dialect import POSTGRES
 from stream.store.keys import next_day
-from stream.store.schema import SCHEMA_VERSION
+from stream.store.tables import SCHEMA_VERSION, migration_sql, schema_sql, script
 
 # The first schema version the PostgreSQL store had; each later version needs its step in PG_MIGRATIONS.
 PG_FIRST_VERSION = 4
 # pg_advisory_xact_lock key that serialises schema set-up, session starts, partition creation and retention
 # across every writer of the database (hash of "deepfake-stream store").
 LOCK_KEY = 0x6466_7374_6F72_65
-_TEXT = 'TEXT COLLATE "C"'
 
-# Version 5: where each camera of a cluster of detectors runs (stream/cluster.py writes it).
-_CLUSTER_STATUS_SQL = f"""CREATE TABLE IF NOT EXISTS cluster_status (
-    cluster_id {_TEXT} NOT NULL, camera {_TEXT} NOT NULL, source TEXT NOT NULL, actor TEXT, node TEXT,
-    session_id TEXT, state TEXT NOT NULL, since DOUBLE PRECISION NOT NULL, t DOUBLE PRECISION NOT NULL, detail TEXT,
-    PRIMARY KEY (cluster_id, camera));
-"""
-
-PG_SCHEMA_SQL = f"""
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id {_TEXT} PRIMARY KEY, started_at DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION,
-    last_active DOUBLE PRECISION NOT NULL, checkpoint TEXT NOT NULL, calibrated INTEGER NOT NULL,
-    "window" INTEGER NOT NULL, stride INTEGER NOT NULL, window_mode TEXT NOT NULL, threshold DOUBLE PRECISION NOT NULL,
-    hysteresis DOUBLE PRECISION NOT NULL, device TEXT NOT NULL, engine TEXT NOT NULL, sources TEXT NOT NULL,
-    service_url TEXT);
-CREATE TABLE IF NOT EXISTS streams (
-    session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
-    PRIMARY KEY (session_id, stream_id));
-CREATE TABLE IF NOT EXISTS health (
-    session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, state TEXT NOT NULL, fps_in DOUBLE PRECISION NOT NULL,
-    fps_scored DOUBLE PRECISION NOT NULL, frames_dropped BIGINT NOT NULL, reconnects BIGINT NOT NULL, last_error TEXT,
-    t DOUBLE PRECISION NOT NULL, frames_read BIGINT NOT NULL DEFAULT 0, frames_thinned BIGINT NOT NULL DEFAULT 0,
-    crops_encoded BIGINT NOT NULL DEFAULT 0, crops_skipped BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (session_id, stream_id));
-CREATE TABLE IF NOT EXISTS faces (
-    session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, track_id INTEGER NOT NULL,
-    first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL, first_t_media DOUBLE PRECISION,
-    last_t_media DOUBLE PRECISION, state TEXT NOT NULL, verdict TEXT NOT NULL, verdict_since DOUBLE PRECISION,
-    rolling_p_fake DOUBLE PRECISION, frames_scored BIGINT NOT NULL, thumbnail_jpeg BYTEA,
-    crops BIGINT NOT NULL DEFAULT 0, crops_skipped BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (session_id, stream_id, track_id));
-CREATE TABLE IF NOT EXISTS scores (
-    session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, track_id INTEGER NOT NULL, frame_index BIGINT NOT NULL,
-    t_media DOUBLE PRECISION, "window" INTEGER NOT NULL, p_fake DOUBLE PRECISION NOT NULL,
-    t_capture DOUBLE PRECISION NOT NULL, t_scored DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (session_id, stream_id, track_id, frame_index)) PARTITION BY RANGE (session_id);
-CREATE TABLE IF NOT EXISTS scores_other PARTITION OF scores DEFAULT;
-CREATE TABLE IF NOT EXISTS verdicts (
-    session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, track_id INTEGER NOT NULL, since DOUBLE PRECISION NOT NULL,
-    state TEXT NOT NULL, rolling_p_fake DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (session_id, stream_id, track_id, since));
-CREATE TABLE IF NOT EXISTS alerts (
-    alert_id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, session_id {_TEXT} NOT NULL,
-    stream_id {_TEXT} NOT NULL, track_id INTEGER NOT NULL, kind TEXT NOT NULL, t DOUBLE PRECISION NOT NULL,
-    p_fake DOUBLE PRECISION NOT NULL, clip_path TEXT, t_media DOUBLE PRECISION,
-    UNIQUE (session_id, stream_id, track_id, kind, t));
-CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (session_id, t);
-CREATE TABLE IF NOT EXISTS session_config (session_id {_TEXT} PRIMARY KEY, config TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS frames (
-    session_id {_TEXT} NOT NULL, stream_id {_TEXT} NOT NULL, t DOUBLE PRECISION NOT NULL, jpeg BYTEA NOT NULL,
-    PRIMARY KEY (session_id, stream_id));
-{_CLUSTER_STATUS_SQL}"""
+PG_SCHEMA_SQL = script(
+    [
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+        *schema_sql(POSTGRES),
+        "CREATE TABLE IF NOT EXISTS scores_other PARTITION OF scores DEFAULT",
+    ]
+)
 # From version N to SCHEMA_VERSION: run each step from N on, in order.
-PG_MIGRATIONS: dict[int, str] = {4: _CLUSTER_STATUS_SQL}
+PG_MIGRATIONS = {
+    version: script(migration_sql(POSTGRES, version)) for version in range(PG_FIRST_VERSION, SCHEMA_VERSION)
+}
 PARTITION_NAME = re.compile(r"^scores_p(\d{8})$")
 
 

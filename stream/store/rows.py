@@ -1,61 +1,65 @@
-"""Query rows → records, for both backends' readers: each query selects its columns in the order these take."""
+"""Query rows → records, for both backends' readers: what each query selects (queries.py) and how a row of it becomes
+its record. Most select their record's fields in its __init__ order (mapped by position: there can be many rows)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
-from stream.records import FaceSummary, StreamState, VerdictState
-from stream.store.records import FaceRow, HealthRow, SessionRow, StreamRow, VerdictRow
+from stream.records import ClusterCamera, FaceSummary, StreamState, VerdictState
+from stream.store.records import AlertRow, FaceRow, FrameRow, HealthRow, ScoreRow, SessionRow, StreamRow, VerdictRow
+
+
+def init_order(record: type) -> tuple[str, ...]:
+    """A record's fields as its __init__ takes them: the positional ones, then the keyword-only ones."""
+    return tuple(f.name for f in fields(record) if not f.kw_only) + tuple(f.name for f in fields(record) if f.kw_only)
+
+
+SCORE_COLUMNS = init_order(ScoreRow)
+FACE_COLUMNS = init_order(FaceRow)
+VERDICT_COLUMNS = init_order(VerdictRow)
+ALERT_COLUMNS = init_order(AlertRow)
+FRAME_COLUMNS = init_order(FrameRow)
+CAMERA_COLUMNS = init_order(ClusterCamera)
+SESSION_COLUMNS = init_order(SessionRow)
+STREAM_COLUMNS = tuple(name for name in init_order(StreamRow) if name != "health")  # then its latest health:
+HEALTH_COLUMNS = tuple(name for name in init_order(HealthRow) if name != "stream_id")  # (mapped by name)
+
+_CALIBRATED, _SOURCES = SESSION_COLUMNS.index("calibrated"), SESSION_COLUMNS.index("sources")
+_VERDICT_STATE = VERDICT_COLUMNS.index("state")
+if FACE_COLUMNS[7] != "verdict" or FACE_COLUMNS[13:] != ("crops", "crops_skipped"):
+    raise TypeError(f"FaceRow's fields changed ({FACE_COLUMNS}): change `face_row` with them")
+_STREAM_WIDTH, _STREAM_ID = len(STREAM_COLUMNS), STREAM_COLUMNS.index("stream_id")
 
 
 def session_row(r: Sequence[Any]) -> SessionRow:
-    """session_id, started_at, ended_at, last_active, checkpoint, calibrated, window, stride, window_mode,
-    threshold, hysteresis, device, engine, sources (JSON), service_url."""
-    return SessionRow(
-        session_id=r[0],
-        started_at=r[1],
-        ended_at=r[2],
-        last_active=r[3],
-        checkpoint=r[4],
-        calibrated=bool(r[5]),
-        window=r[6],
-        stride=r[7],
-        window_mode=r[8],
-        threshold=r[9],
-        hysteresis=r[10],
-        device=r[11],
-        engine=r[12],
-        sources=json.loads(r[13]),
-        service_url=r[14],
-    )
+    values = list(r)
+    values[_CALIBRATED] = bool(values[_CALIBRATED])
+    values[_SOURCES] = json.loads(values[_SOURCES])
+    return SessionRow(*values)
 
 
 def stream_row(r: Sequence[Any]) -> StreamRow:
-    """session_id, stream_id, source, kind, then its latest health (state, fps_in, fps_scored, frames_dropped,
-    reconnects, last_error, t, frames_read, frames_thinned, crops_encoded, crops_skipped), NULL when it has none."""
     health = None
-    if r[4] is not None:
-        health = HealthRow(
-            r[1],
-            StreamState(r[4]),
-            *r[5:11],
-            frames_read=r[11],
-            frames_thinned=r[12],
-            crops_encoded=r[13],
-            crops_skipped=r[14],
-        )
-    return StreamRow(*r[:4], health)
+    if r[_STREAM_WIDTH] is not None:
+        values = dict(zip(HEALTH_COLUMNS, r[_STREAM_WIDTH:], strict=True))
+        values["state"] = StreamState(values["state"])
+        health = HealthRow(stream_id=r[_STREAM_ID], **values)
+    return StreamRow(*r[:_STREAM_WIDTH], health=health)
 
 
 def face_row(r: Sequence[Any]) -> FaceRow:
+    # Its keyword-only fields spelled out: a ** dict would make each row ~25% slower to build.
     return FaceRow(*r[:7], VerdictState(r[7]), *r[8:13], crops=r[13], crops_skipped=r[14])
 
 
 def verdict_row(r: Sequence[Any]) -> VerdictRow:
-    return VerdictRow(*r[:3], VerdictState(r[3]), *r[4:])
+    v = _VERDICT_STATE
+    return VerdictRow(*r[:v], VerdictState(r[v]), *r[v + 1 :])
 
 
 def face_summary(r: Sequence[Any]) -> FaceSummary:
+    """FaceSummary's fields in its order (computed columns: no names)."""
     return FaceSummary(*r[:7], VerdictState(r[7]), *r[8:])
