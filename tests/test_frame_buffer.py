@@ -1,5 +1,5 @@
-"""`stream.capture.frame_buffer.FrameBuffer`'s two policies on their own: live drops the oldest and hands out the newest; file
-keeps every frame in order and makes the writer wait. Tiny in-memory frames, no media."""
+"""`stream.capture.frame_buffer.FrameBuffer`'s two policies on their own: live drops the oldest and hands out the
+newest; file keeps every frame in order and makes the writer wait. Tiny in-memory frames, no media."""
 
 from __future__ import annotations
 
