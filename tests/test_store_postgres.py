@@ -22,6 +22,7 @@ from stream.config.store_location import PostgresUrl, local_path, parse_store_ta
 from stream.records import FaceUpdate, VerdictState
 from stream.store import SCHEMA_SQL, SCHEMA_VERSION, StoreError, open_reader, open_writer
 from stream.store.pg_schema import PG_FIRST_VERSION, PG_MIGRATIONS
+from tests import media
 from tests.dashboard_store import Run, dashboard
 from tests.helpers import PIN_ENGINE
 from tests.pg_server import WRITER_PASSWORD, PostgresServer
@@ -216,10 +217,13 @@ def url_db(url: str) -> str:
 
 def test_two_detector_processes_write_to_one_database_at_once(pg_server: PostgresServer, tmp_path: Path) -> None:
     url = pg_server.create_database("two_detectors")
-    command = [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, "demo", "--window", "10", "--db", url]
+    # A file paced to its own rate (4 s) is never thinned: each detector scores every frame however loaded the
+    # machine is, and both run for at least its length, so their sessions overlap.
+    video = media.write_video(tmp_path / "one_face.mp4", media.render(media.one_face(), 120))
+    command = [sys.executable, str(ROOT / "run_stream.py"), *PIN_ENGINE, str(video), "--realtime", "--window", "10"]
     processes = [
         subprocess.Popen(
-            [*command, "--duration", "6"],
+            [*command, "--db", url],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -93,7 +93,7 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path) -> None:
         if line.startswith("epoch 1/40:"):
             process.send_signal(signal.SIGINT)
             break
-    rest = process.communicate(timeout=120)[1]
+    rest = process.communicate(timeout=300)[1]
     assert process.returncode == 130, "".join(seen) + rest
     assert "run the same command again to resume" in rest
     interrupted = load_checkpoint(out).metrics["training"]
