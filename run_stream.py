@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from model.cli import OneLineParser
 from model.labels import UNCALIBRATED_WARNING
-from stream.config.flags import SHARED_FLAGS, add_flags, flag_overrides
+from stream.config.flags import SHARED_FLAGS, add_flags, add_verbose, flag_overrides
+from stream.config.logs import configure_logging
 from stream.network import TOKEN_ENV
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="URL",
         help="POST a JSON event here for each FAKE alert and stream lost/recovered (repeatable; adds to the config's)",
     )
+    add_verbose(parser)
     args = parser.parse_args(argv)
     if args.dashboard_only and args.sources:
         parser.error("--dashboard-only serves a store: give no SOURCE")
@@ -345,7 +347,7 @@ def model_info(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    configure_logging(args.verbose)
     # torch's OpenMP threads spin while they wait; when the cores are shared (MediaPipe, decoding, other programs)
     # that spinning took `--cpu-engine torch` from 10 to ~1 crop/s. Read once, when torch loads: so, set here.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -178,8 +178,16 @@ class Service:
         if self._thread is not None:
             raise RuntimeError("the service was started already")
         sock = _bind(self.settings.host, self.settings.port or 0)
+        # uvicorn's loggers go through the process's logging (no handlers, colours or levels of its own): quiet
+        # unless the run is verbose, and the access log only then (stream/config/logs.py).
+        access = logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_S, access_log=False
+            self.app,
+            log_config=None,
+            log_level=None,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACE_S,
+            access_log=access,
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="service", daemon=True)
