@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING
 
 from model.cli import OneLineParser
 from model.labels import UNCALIBRATED_WARNING
-from stream.config.flags import SHARED_FLAGS, add_flags, flag_overrides
+from stream.config.flags import SHARED_FLAGS, add_flags, add_verbose, flag_overrides
+from stream.config.logs import configure_logging
 from stream.network import TOKEN_ENV
 
 if TYPE_CHECKING:
     from stream.capture.references import SourceSpec
     from stream.config import Settings
     from stream.detector import Detector
+    from stream.preflight import Checked
     from stream.store import Report
 
 log = logging.getLogger("deepfake_stream")
@@ -105,6 +107,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="URL",
         help="POST a JSON event here for each FAKE alert and stream lost/recovered (repeatable; adds to the config's)",
     )
+    add_verbose(parser)
     args = parser.parse_args(argv)
     if args.dashboard_only and args.sources:
         parser.error("--dashboard-only serves a store: give no SOURCE")
@@ -112,8 +115,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("give at least one SOURCE (try: demo), or --serve PORT")
     if args.serve and (args.dashboard_only or args.model_info):
         parser.error("--serve runs the detector: not with --dashboard-only or --model-info")
-    if args.report is not None:
-        check_writable(args.report)
     if args.dashboard or args.dashboard_only:
         from dashboard.access import address_problem  # the standard library only
 
@@ -121,16 +122,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if problem:
             raise_usage(problem)
     return args
-
-
-def check_writable(path: Path) -> None:
-    """Fail before any work when the report could not be written at the end."""
-    if path.is_dir():
-        raise_usage(f"--report {path} is a folder: give a file name, e.g. {path / 'report.json'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise_usage(f"--report {path}: cannot write in {existing}")
 
 
 def raise_usage(message: str) -> None:
@@ -185,26 +176,15 @@ def print_report(report: Report) -> None:
         )
 
 
-def write_report(path: Path, report: Report) -> None:
+def write_report(path: Path, report: Report) -> bool:
+    """Write the report (its folder was checked before the run, and is not made now); False, said in one line, when
+    it still cannot be written."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report.as_dict(), indent=2))
     except OSError as error:
-        print(f"error: cannot write report {path}: {error.strerror}", file=sys.stderr)
-
-
-def parse_sources(references: Sequence[str]) -> tuple[list[SourceSpec], int]:
-    """The references that parse, and how many did not (each said on stderr)."""
-    from stream.capture.references import SourceError, parse_source
-
-    specs, failed = [], 0
-    for reference in references:
-        try:
-            specs.append(parse_source(reference))
-        except SourceError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failed += 1
-    return specs, failed
+        print(f"error: cannot write report {path}: {error.strerror or error}", file=sys.stderr)
+        return False
+    return True
 
 
 def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
@@ -238,18 +218,15 @@ def interrupted_files(detector: Detector) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
+    """The run, after `stream.preflight` has checked what it can without the model."""
     from dashboard.launch import start_dashboard
     from stream.detector import Detector
-    from stream.service.app import Service, check_bind, default_extensions
+    from stream.service.app import Service, default_extensions
     from stream.store import build_report, open_reader
 
-    serving = settings.service.port is not None
-    if serving:
-        check_bind(settings.service)  # before the model loads
-    specs, failed = parse_sources(args.sources)
-    if args.sources and not specs:
-        return 1
+    serving = checked.listener is not None
+    specs, failed = checked.specs, len(checked.problems)
     detector = Detector(settings, sources=[s.display for s in specs])
     dashboard = service = None
     interrupted = threading.Event()
@@ -276,7 +253,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if dashboard:
             print(f"dashboard: {dashboard.url}", flush=True)
         if serving:
-            service = Service(detector, settings.service, default_extensions(detector, settings.service))
+            extensions = default_extensions(detector, settings.service)
+            service = Service(detector, settings.service, extensions, listener=checked.listener)
             print(f"service: {service.start()}", flush=True)
         log.info("session %s writing to %s; Ctrl-C stops", detector.session_id, settings.store.db)
         detector.run(args.duration, serve=serving)
@@ -301,11 +279,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with open_reader(settings.store.db) as reader:
         report = build_report(reader, detector.session_id)
     print_report(report)
-    if args.report:
-        write_report(args.report, report)
+    written = write_report(args.report, report) if args.report else True
     if stopped_files:
         return EXIT_INTERRUPTED
-    return 1 if failed else 0
+    return 1 if failed or not written else 0
 
 
 def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
@@ -343,13 +320,37 @@ def model_info(settings: Settings) -> int:
     return 0
 
 
+def check_early(args: argparse.Namespace) -> tuple[Settings, Checked | None] | int:
+    """The config, then for a run all that stream/preflight.py checks without the model: a usage error is one line
+    and exit 2; sources that cannot be used, one line each (exit 1 when none is left)."""
+    from stream.config import ConfigError
+    from stream.preflight import PreflightError, preflight
+
+    try:
+        settings = resolve_settings(args)
+        if args.dashboard_only or args.model_info:
+            return settings, None
+        checked = preflight(settings, args.sources, args.report)
+    except (ConfigError, PreflightError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for problem in checked.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if args.sources and not checked.specs else (settings, checked)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    configure_logging(args.verbose)
     # torch's OpenMP threads spin while they wait; when the cores are shared (MediaPipe, decoding, other programs)
     # that spinning took `--cpu-engine torch` from 10 to ~1 crop/s. Read once, when torch loads: so, set here.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    checked = None
     try:
+        early = check_early(args)
+        if isinstance(early, int):
+            return early
+        settings, checked = early
         # Heavy: torch, MediaPipe, ONNX Runtime. A Ctrl-C while they load ends here, in one line.
         from dashboard.launch import DashboardError
         from model.engines import EngineError
@@ -369,16 +370,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ServiceError,
         )
         try:
-            settings = resolve_settings(args)
             if args.dashboard_only:
                 return dashboard_only(settings, args.dashboard_address)
-            return model_info(settings) if args.model_info else run(args, settings)
+            return model_info(settings) if checked is None else run(args, settings, checked)
         except user_errors as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:  # main() called without the handler below
         print("interrupted before the run started: nothing was scored", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if checked is not None:
+            checked.close()
 
 
 def interrupted_while_starting(*_: object) -> None:

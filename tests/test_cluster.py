@@ -142,7 +142,7 @@ def test_its_own_cluster_listens_on_loopback_only(tmp_path: Path) -> None:
         assert addresses and all(is_loopback(a) for a in addresses), addresses
         assert row.actor == "detector-0" and row.node is not None and row.node.startswith("127.0.0.1 ")
         wait_for("lobby scored", lambda: scored(db, row), 60, log)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # Ctrl-C
         assert process.wait(90) == 0, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
@@ -152,6 +152,26 @@ def test_its_own_cluster_listens_on_loopback_only(tmp_path: Path) -> None:
         assert [r.state for r in reader.cluster_status()] == ["stopped"]
         [session] = reader.sessions()
         assert session.session_id == row.session_id and session.ended_at is not None
+    # Its log went to a file: no colour codes, no lines folded into `[repeated …]`, and it says what it stopped.
+    text = log.read_text(errors="replace")
+    assert "\x1b[" not in text and "[repeated" not in text, text[-3000:]
+    assert f"cluster: stopped detector-0 (session {row.session_id}): lobby (live)" in text, text[-3000:]
+
+
+def test_what_a_stopped_cluster_says() -> None:
+    require_ray()
+    from stream.cluster.coordinator import stopped_lines
+
+    rows = [
+        ClusterCamera("c", "lobby", "demo", "detector-0", "n", "s0", "live", 1.0, 2.0, None),
+        ClusterCamera("c", "door", "rtsp://***@cam/door", "detector-0", "n", "s0", "reconnecting", 1.0, 2.0, None),
+        ClusterCamera("c", "yard", "demo", None, None, None, "unplaced", 1.0, 2.0, None),
+    ]
+    assert stopped_lines([("detector-0", "s0"), ("detector-1", None)], rows) == [
+        "cluster: stopped detector-0 (session s0): lobby (live), door (reconnecting)",
+        "cluster: stopped detector-1: no cameras",
+        "cluster: stopped, and not running anywhere: yard (unplaced)",
+    ]
 
 
 def scored(db: Path, row: ClusterCamera) -> bool:

@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stream.loop",),
     ("stream.detector",),
     ("stream.service", "stream.cluster", "stream.training"),
+    ("stream.preflight",),  # what run_stream.py checks before the model loads: sources, store, the service's port
     ("dashboard",),  # run_stream.py starts it as a child process (dashboard.launch); it never imports run_stream
     ("run_stream",),
 )
@@ -41,6 +42,7 @@ LIGHT = (
     "stream.network",
     "model.labels",
     "stream.store",
+    "stream.preflight",  # it runs before the model loads: nothing heavy may come with it
 )
 
 

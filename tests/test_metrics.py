@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.engines import build_engine
@@ -259,3 +259,18 @@ def test_webhook_outcomes_are_counted_and_registries_are_separate() -> None:
     assert value(samples, "deepfake_webhook_posts_total", outcome="failed") == 2
     assert ("deepfake_webhook_posts_total", frozenset({("outcome", "dropped")})) in samples  # listed at 0
     assert value(samples_of(second), "deepfake_webhook_posts_total", outcome="failed") == 0
+
+
+def test_the_scrape_has_no_created_series() -> None:
+    """prometheus_client adds a `_created` series to every counter and histogram child: not in our scrape, and the
+    process-global switch stays as it was (other registries in the process keep theirs)."""
+    metrics = Metrics({"checkpoint": "seed"})
+    metrics.send([StreamInfo("cam", "rtsp://cam", "rtsp"), health(StreamState.LIVE, frames_read=10)])
+    metrics.send([WindowScore("sess", "cam", 1, 7, None, 10, 0.9, 100.0, 100.25), EncodedBatch(2, 0.01)])
+    metrics.count_webhook("delivered")
+    text = metrics.exposition()[0].decode()
+    assert "deepfake_stream_frames_read_total" in text and "deepfake_encode_seconds_bucket" in text
+    assert "_created" not in text
+    other = CollectorRegistry()
+    Counter("other_events", "Another library's counter", registry=other).inc()
+    assert "other_events_created" in generate_latest(other).decode()

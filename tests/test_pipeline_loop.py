@@ -511,3 +511,21 @@ def test_a_command_whose_caller_gave_up_does_not_stop_the_loop(calibrated: Loade
         runner.join(timeout=10)
         pipeline.close()
     assert not runner.is_alive()
+
+
+def test_a_steady_stream_prints_its_status_line_and_the_threshold_once(seed_model, caplog) -> None:
+    settings = loop_settings({"pipeline.status_interval_s": 0.05})
+    pipeline = build(settings, seed_model, RecordingSink(), FaceFactory(), SlowEngine(0.005))
+    loop = threading.Thread(target=pipeline.run, kwargs={"serve": True}, daemon=True)
+    caplog.set_level(logging.INFO, logger="deepfake_stream")
+    loop.start()
+    try:
+        pipeline.add_source(live_source(settings, stub_producer(always(LEFT_RED)), "cam")).result(timeout=5)
+        assert wait_for(lambda: sum(r.getMessage().startswith("cam [live]") for r in caplog.records) >= 6)
+    finally:
+        pipeline.stop()
+        loop.join(5)
+    lines = [r.getMessage() for r in caplog.records]
+    status = [line for line in lines if line.startswith("cam [live]")]
+    assert len([line for line in lines if line.startswith("verdict threshold ")]) == 1
+    assert len([line for line in lines if line.startswith("encoder ")]) < len(status)

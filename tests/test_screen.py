@@ -16,6 +16,7 @@ from stream.capture.decoding import open_container
 from stream.capture.references import SourceError, parse_source
 from stream.config import SourceOptions
 from tests import media
+from tests.cli_probe import answered_before_the_model, run_probed
 from tests.pipeline_run import run_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,3 +98,15 @@ def test_a_region_larger_than_the_display_says_so(x_display, monkeypatch) -> Non
     with pytest.raises(SourceError, match="must lie inside the X display") as raised:
         open_container(spec, SourceOptions(open_timeout_s=5))
     assert "\n" not in str(raised.value) and "1920x1080" in str(raised.value)
+
+
+def test_a_region_larger_than_the_display_is_refused_before_the_model_loads(x_display, tmp_path) -> None:
+    status, lines, imported = run_probed(
+        "screen:0,0,1920,1080", "--db", str(tmp_path / "s.db"), env={"DISPLAY": x_display}
+    )
+    answered_before_the_model(status, lines, imported, 1, "must lie inside the X display, which is 640x480")
+
+
+def test_a_screen_on_a_display_that_is_not_there_is_refused_before_the_model_loads(tmp_path) -> None:
+    status, lines, imported = run_probed("screen", "--db", str(tmp_path / "s.db"), env={"DISPLAY": ":97"})
+    answered_before_the_model(status, lines, imported, 1, "cannot open the X display :97")

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from stream.loop.status_lines import status_line
+from stream.loop.status_lines import StatusPrinter, status_line
 from stream.records import StreamHealth, StreamState
 from stream.timing import FpsMeter, span_rate
 
@@ -95,3 +95,29 @@ def test_a_stream_under_overload_says_what_it_thinned_and_skipped() -> None:
     assert line == "cam [live]: in 30.0 fps, scored 28.0 windows/s, 4 faces, 3 dropped, 30 thinned, crops skipped 45%"
     only_skipped = replace(busy, frames_thinned=0)
     assert status_line(only_skipped, "rtsp", True, 4, 10, None).endswith(", 3 dropped, crops skipped 45%")
+
+
+# ---- what is printed every interval --------------------------------------------------------------------------
+def test_a_steady_run_prints_one_line_per_stream_after_the_first() -> None:
+    printer = StatusPrinter("openvino-int8", 262.0, "verdict threshold 0.500 ± 0.100: the default")
+    streams = ["cam [live]: …", "call [file]: …"]
+    first = printer.lines(streams, 0.0096)
+    assert first == [
+        "encoder openvino-int8 (auto: 262 crops/s measured): one crop costs 9.6 ms now",
+        "verdict threshold 0.500 ± 0.100: the default",
+        *streams,
+    ]
+    assert printer.lines(streams, 0.0110) == streams  # the cost moved a little: nothing new to say
+    assert printer.lines(streams, 0.0080) == streams
+
+
+def test_the_encoder_line_comes_again_when_a_crop_costs_much_more_or_less() -> None:
+    printer = StatusPrinter("onnxruntime", None, "verdict threshold 0.620 ± 0.100: the checkpoint's")
+    assert printer.lines([], None) == ["encoder onnxruntime", "verdict threshold 0.620 ± 0.100: the checkpoint's"]
+    assert printer.lines([], None) == []
+    assert printer.lines([], 0.010) == ["encoder onnxruntime: one crop costs 10.0 ms now"]  # the first cost known
+    assert printer.lines([], 0.014) == []
+    assert printer.lines([], 0.016) == ["encoder onnxruntime: one crop costs 16.0 ms now"]  # 1.6x what it said
+    assert printer.lines([], 0.012) == []  # 1.33x less
+    assert printer.lines([], 0.010) == ["encoder onnxruntime: one crop costs 10.0 ms now"]  # 1.6x less
+    assert printer.lines([], None) == []  # no cost now: the last word stands

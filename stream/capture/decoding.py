@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from stream.capture.references import SourceError, SourceLost, SourceSpec, TruncatedFile
+from stream.capture.x_display import display_of, display_size, outside_display
 from stream.config import SourceOptions
 from stream.records import DecodedFrame
 from stream.text import one_line
@@ -66,15 +67,25 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.Inp
         ) from None
     except (av.error.FFmpegError, OSError) as error:
         if spec.kind == "screen":
-            raise SourceError(
-                f"cannot capture {spec.display}: {_reason(error)} (a region must lie inside the X display; "
-                "`xdpyinfo | grep dimensions` shows its size)"
-            ) from None
+            raise SourceError(_screen_problem(spec, error)) from None
         raise SourceError(f"cannot open {spec.display}: {_reason(error)}") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"{spec.display} has no video stream")
     return container
+
+
+def _screen_problem(spec: SourceSpec, error: BaseException) -> str:
+    """Why x11grab could not open a screen source: the region against the display's size when it can be read."""
+    try:
+        size = display_size(display_of(spec))
+    except SourceError as unopened:
+        return str(unopened)
+    problem = outside_display(spec, size) if size else None
+    return problem or (
+        f"cannot capture {spec.display}: {_reason(error)} (a region must lie inside the X display; "
+        "`xdpyinfo | grep dimensions` shows its size)"
+    )
 
 
 def decode_frames(container: av.container.InputContainer, spec: SourceSpec) -> Iterator[DecodedFrame]:

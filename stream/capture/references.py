@@ -43,6 +43,7 @@ class SourceSpec:
     live: bool
     display: str
     capture_size: str | None = None  # screen regions: "WxH"
+    region: tuple[int, int, int, int] | None = None  # screen regions: (x, y, w, h) in pixels
 
     @property
     def background(self) -> bool:
@@ -111,7 +112,12 @@ def parse_screen(reference: str) -> SourceSpec:
     if w < 16 or h < 16:
         raise SourceError(f"screen region {w}x{h} is too small: at least 16x16 pixels")
     return SourceSpec(
-        "screen", f"{display}+{x},{y}", live=True, display=f"screen {display} {w}x{h}+{x}+{y}", capture_size=f"{w}x{h}"
+        "screen",
+        f"{display}+{x},{y}",
+        live=True,
+        display=f"screen {display} {w}x{h}+{x}+{y}",
+        capture_size=f"{w}x{h}",
+        region=(x, y, w, h),
     )
 
 

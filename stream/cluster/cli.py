@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.cli import OneLineParser, non_negative_float, positive_int
-from stream.config.flags import add_flags, flag_overrides
+from stream.config.flags import add_flags, add_verbose, flag_overrides
+from stream.config.logs import configure_logging
 from stream.text import one_line
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--num-gpus", type=non_negative_float, help="GPUs per detector (detector.num_gpus)")
     parser.add_argument("--max-cameras", type=positive_int, help="cameras per detector (detector.max_cameras)")
     parser.add_argument("--duration", type=non_negative_float, help="stop after this many seconds")
+    add_verbose(parser)
     return parser.parse_args(argv)
 
 
@@ -85,9 +87,11 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config or DEFAULT_CONFIG, flag_overrides(args, DETECTOR_FLAGS))
 
 
-def ray_environment(address: str | None) -> None:
+def ray_environment(address: str | None, terminal: bool) -> None:
     """Set before Ray is imported (it reads them then, and its processes inherit them): no usage statistics, and
-    without `address` a cluster that listens on loopback only.
+    without `address` a cluster that listens on loopback only. When stderr is not a `terminal` (a log file, a pipe),
+    the detectors' lines Ray forwards come without colour codes and each as it is, not folded into Ray's
+    `[repeated 3x across cluster]` (a variable the user set is left as it is).
 
     Ray's own processes bind to their node's IP address, and `ray.init` turns a 127.0.0.1 given to it into the
     machine's address. Ray keeps a local-only mode for machines that must not be reached from outside (its default
@@ -96,22 +100,26 @@ def ray_environment(address: str | None) -> None:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if not address:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if not terminal:
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, verbose: bool = False) -> None:
     """Join the cluster at `address`, or start one on this machine bound to loopback (`ray_environment` first);
-    Ray's dashboard is not started either way."""
+    Ray's dashboard is not started either way, and Ray logs only its warnings unless `verbose`."""
     import ray
 
+    level = logging.INFO if verbose else logging.WARNING
     if address:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=address, include_dashboard=False, logging_level=level)
     else:
-        ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, logging_level=level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    configure_logging(args.verbose)
     from stream.cluster.cameras import CameraListError, load_cameras
 
     try:  # the cameras file first: it needs no model library, so its mistakes answer at once
@@ -128,11 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    ray_environment(args.address)
+    ray_environment(args.address, terminal=sys.stderr.isatty())
     from stream.cluster.coordinator import ClusterError  # imports Ray
 
     try:
-        start_ray(args.address)
+        start_ray(args.address, args.verbose)
         return run(args, plan, settings, writer)
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -162,7 +170,9 @@ def run(args: argparse.Namespace, plan: CameraPlan, settings: Settings, writer: 
             )
     resources = ray.cluster_resources()
     actors = plan.detector.actors_for(resources.get("CPU", 0.0), resources.get("GPU", 0.0))
-    coordinator = Coordinator(args.cameras, plan, settings, writer, actors, detector_flags=detector_flags(args))
+    coordinator = Coordinator(
+        args.cameras, plan, settings, writer, actors, detector_flags=detector_flags(args), verbose=args.verbose
+    )
     log.info(
         "cluster %s: %d camera(s) over %d detector(s) (%g CPU, %g GPU, up to %d cameras each) on %d node(s)",
         coordinator.cluster_id,

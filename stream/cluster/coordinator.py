@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,10 @@ class Coordinator:
         timing: CoordinatorTiming | None = None,
         clock: Callable[[], float] = time.time,
         detector_flags: Mapping[str, Any] | None = None,
+        verbose: bool = False,
     ) -> None:
         """`plan`: the cameras file as read, with `detector_flags` (the command line's resource flags) over its
-        `detector:` section."""
+        `detector:` section; `verbose`: the detectors log other libraries' INFO lines too."""
         if actors < 1:
             raise ValueError(f"a cluster needs at least one detector actor, got {actors}")
         self.cameras_path = Path(cameras_path)
@@ -142,7 +143,9 @@ class Coordinator:
             max_concurrency=4,
             scheduling_strategy="SPREAD",
         )
-        self.actors = [_Actor(f"detector-{i}", remote.remote(f"detector-{i}", settings)) for i in range(actors)]
+        self.actors = [
+            _Actor(f"detector-{i}", remote.remote(f"detector-{i}", settings, verbose)) for i in range(actors)
+        ]
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> None:
@@ -396,7 +399,9 @@ class Coordinator:
     # ---- the end ----------------------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Each actor that answers ends its session and closes its store; the rest are killed (their last session
-        is marked ended); the status rows say `stopped`."""
+        is marked ended); the status rows say `stopped`, and the log says what was stopped."""
+        running = self.status()
+        log.info("cluster: stopping %d detector(s) and %d camera(s)", len(self.actors), len(running))
         calls = {a.name: a.handle.shutdown.remote() for a in self.actors if a.state not in ("down", "failed")}
         deadline = time.monotonic() + self.timing.shutdown_timeout_s
         for actor in self.actors:
@@ -419,6 +424,22 @@ class Coordinator:
         now = self._clock()
         self._status = {c.name: _Placement(None, "stopped", now) for c in self.plan.cameras}
         self._write_status(now, force=True)
+        sessions = [(a.name, a.report.session_id if a.report is not None else None) for a in self.actors]
+        for line in stopped_lines(sessions, running):
+            log.info(line)
+
+
+def stopped_lines(actors: Sequence[tuple[str, str | None]], rows: Sequence[ClusterCamera]) -> list[str]:
+    """What a cluster stopped: one line per detector (its session, and each camera it ran with the camera's state
+    then), and one for the cameras that ran nowhere."""
+    lines = []
+    for name, session in actors:
+        cameras = ", ".join(f"{r.camera} ({r.state})" for r in rows if r.actor == name) or "no cameras"
+        lines.append(f"cluster: stopped {name}{f' (session {session})' if session else ''}: {cameras}")
+    nowhere = [f"{r.camera} ({r.state})" for r in rows if r.actor is None]
+    if nowhere:
+        lines.append(f"cluster: stopped, and not running anywhere: {', '.join(nowhere)}")
+    return lines
 
 
 def cluster_resources() -> Mapping[str, float]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from stream.config.logs import configure_logging
 from stream.text import one_line
 
 if TYPE_CHECKING:
@@ -55,10 +55,9 @@ class WorkerReport:
 class DetectorWorker:
     """A detector in a Ray actor. Build it through `ray.remote(DetectorWorker).options(...)`."""
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: Settings, verbose: bool = False) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run_stream.py: idle torch threads must not spin
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{name}] %(message)s", stream=sys.stderr)
+        configure_logging(verbose, prefix=f"[{name}] ")
         import ray
 
         from stream.detector import Detector

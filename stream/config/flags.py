@@ -74,3 +74,14 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str], helps: Mapp
 def flag_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
     """The shared flags `names` of parsed `args` as config keys (None: not given)."""
     return {SHARED_FLAGS[name].key: getattr(args, name) for name in names}
+
+
+VERBOSE_HELP = (
+    "also log other libraries' INFO lines (aiortc, aioice, uvicorn with its access log, httpx, Ray, ...); "
+    "without it they log only warnings and errors"
+)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """`--verbose`: not a config key (it changes what is logged, never what is computed)."""
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)

@@ -30,7 +30,7 @@ from stream.loop.evidence_clips import ClipRecorder
 from stream.loop.face_state import Face, FaceRegistry, RingShape
 from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
 from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin
-from stream.loop.status_lines import engine_line, status_line
+from stream.loop.status_lines import StatusPrinter, engine_line, status_line
 from stream.loop.stream_state import LoopStream
 from stream.loop.verdicts import threshold_line, with_checkpoint
 from stream.records import (
@@ -83,6 +83,7 @@ class Pipeline:
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
         self._threshold_line = threshold_line(policy)
+        self._printer = StatusPrinter(engine.name, self._engine_rate, self._threshold_line)
         shape = RingShape(settings.model.window, FEATURE_DIM, loaded.arch == "seed", settings.pipeline.thumb_size)
         self._faces = FaceRegistry(shape, policy)
         self._clips = ClipRecorder(settings.clips) if settings.clips.enabled else None
@@ -451,11 +452,16 @@ class Pipeline:
             self._publish()
         if now - self._last_status >= settings.status_interval_s:
             self._last_status = now
-            for line in self.status_lines():
+            for line in self._printer.lines(self._stream_lines(), self._encoder.seconds_for(1)):
                 log.info(line)
 
     def status_lines(self) -> list[str]:
-        streams = [
+        """Every status line as of now: the encoder's, the threshold's and one per stream."""
+        engine = engine_line(self._engine_name, self._engine_rate, self._encoder.seconds_for(1))
+        return [engine, self._threshold_line, *self._stream_lines()]
+
+    def _stream_lines(self) -> list[str]:
+        return [
             status_line(
                 work.health(),
                 work.source.spec.kind,
@@ -466,8 +472,6 @@ class Pipeline:
             )
             for work in self._streams.values()
         ]
-        engine = engine_line(self._engine_name, self._engine_rate, self._encoder.seconds_for(1))
-        return [engine, self._threshold_line, *streams]
 
     def _publish(self) -> None:
         live = {sid: work.health() for sid, work in self._streams.items()}

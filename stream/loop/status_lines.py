@@ -49,3 +49,39 @@ def engine_line(engine: str, measured_crops_per_s: float | None, seconds_per_cro
     chosen = f" (auto: {measured_crops_per_s:.0f} crops/s measured)" if measured_crops_per_s else ""
     now = f": one crop costs {1000 * seconds_per_crop_now:.1f} ms now" if seconds_per_crop_now else ""
     return f"encoder {engine}{chosen}{now}"
+
+
+ENCODER_CHANGE = 1.5  # the encoder line is printed again once a crop costs this factor more (or less) than it said
+
+
+class StatusPrinter:
+    """What the periodic status prints: each stream's line every interval; the threshold's once (it is fixed for
+    the run) and the encoder's when it changes (first with no cost yet, then once a crop's cost moved by a factor of
+    ENCODER_CHANGE from the one it last said), so a steady run prints one line per stream."""
+
+    def __init__(self, engine: str, measured_crops_per_s: float | None, threshold: str) -> None:
+        self._engine, self._measured = engine, measured_crops_per_s
+        self._threshold: str | None = threshold  # None once printed
+        self._engine_printed = False
+        self._cost_printed: float | None = None
+
+    def lines(self, streams: list[str], seconds_per_crop_now: float | None) -> list[str]:
+        """The lines to print now, given every stream's status line and what one crop costs now."""
+        due = []
+        if self._encoder_changed(seconds_per_crop_now):
+            due.append(engine_line(self._engine, self._measured, seconds_per_crop_now))
+            self._engine_printed = True
+            self._cost_printed = seconds_per_crop_now or self._cost_printed
+        if self._threshold is not None:
+            due.append(self._threshold)
+            self._threshold = None
+        return [*due, *streams]
+
+    def _encoder_changed(self, cost: float | None) -> bool:
+        if not self._engine_printed:
+            return True
+        if not cost:
+            return False
+        if not self._cost_printed:
+            return True
+        return max(cost, self._cost_printed) / min(cost, self._cost_printed) >= ENCODER_CHANGE

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.service.auth import token_guard
+from stream.service.listen import ServiceError, check_bind, listen
 from stream.service.routes.faces import faces_router
 from stream.service.routes.metrics import MetricsRoute
 from stream.service.routes.streams import STOP_TIMEOUT_S, streams_router
@@ -41,25 +42,12 @@ START_TIMEOUT_S = 30.0
 GRACE_S = 5  # open requests get this long to finish at shutdown
 
 
-class ServiceError(Exception):
-    """The service cannot start: the message is one line for the user."""
-
-
 class Extension(Protocol):
     """A part of the service with its own routes (WHIP ingest, metrics)."""
 
     router: APIRouter
 
     async def aclose(self) -> None: ...
-
-
-def check_bind(settings: ServiceSettings) -> None:
-    """A bind address other than loopback needs a token: refuse in one line otherwise."""
-    if not settings.is_loopback() and settings.token is None:
-        raise ServiceError(
-            f"refusing to serve on {settings.host} without a token: anyone who can reach it could drive the "
-            "detector; give --token TOKEN (or DEEPFAKE_STREAM_TOKEN), or serve on 127.0.0.1"
-        )
 
 
 def default_extensions(detector: Detector, settings: ServiceSettings) -> list[Extension]:
@@ -147,26 +135,24 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
     return app
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        raise ServiceError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    return sock
-
-
 class Service:
     """The app served by uvicorn on its own thread and event loop: `start()` returns its URL once it listens,
-    `stop()` shuts it down (each extension's `aclose()` runs on its loop) and joins the thread."""
+    `stop()` shuts it down (each extension's `aclose()` runs on its loop) and joins the thread.
 
-    def __init__(self, detector: Detector, settings: ServiceSettings, extensions: Sequence[Extension] = ()) -> None:
+    `listener`: a socket already listening on the settings' address (stream/service/listen.py, opened before the
+    model loaded); the service takes it over and closes it. Without one, `start()` binds the port itself."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        settings: ServiceSettings,
+        extensions: Sequence[Extension] = (),
+        listener: socket.socket | None = None,
+    ) -> None:
         check_bind(settings)
         self.detector = detector
         self.settings = settings
+        self._listener = listener
         self.app = build_app(detector, settings, extensions)
         self.url: str | None = None
         self._server: uvicorn.Server | None = None
@@ -177,9 +163,17 @@ class Service:
         """Listen (port 0: a free one), serve, record the URL (never the token) in the session; the base URL."""
         if self._thread is not None:
             raise RuntimeError("the service was started already")
-        sock = _bind(self.settings.host, self.settings.port or 0)
+        sock, self._listener = self._listener or listen(self.settings.host, self.settings.port or 0), None
+        # uvicorn's loggers go through the process's logging (no handlers, colours or levels of its own): quiet
+        # unless the run is verbose, and the access log only then (stream/config/logs.py).
+        access = logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_S, access_log=False
+            self.app,
+            log_config=None,
+            log_level=None,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACE_S,
+            access_log=access,
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="service", daemon=True)

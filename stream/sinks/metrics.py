@@ -25,14 +25,17 @@ Every series, labelled by `stream` where it is per stream:
   again), `failed` (given up after every retry) and `dropped` (queue full, or still queued at shutdown).
 
 A stream's series stay after it ends (its final state and totals); the registry is this object's own, never the
-process-global one, so several detectors can live in one process.
+process-global one, so several detectors can live in one process. It has no `_created` series (prometheus_client
+adds one per counter and histogram child: the time it was made, a second series for every stream that no one
+reads); leaving them out here changes no other registry in the process, as `disable_created_metrics()` would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from stream.records import (
     Alert,
@@ -72,6 +75,15 @@ _HEALTH_HELP = {
 }
 
 
+class WithoutCreated(CollectorRegistry):
+    """A registry whose collections leave out the `_created` samples."""
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in super().collect():
+            metric.samples = [s for s in metric.samples if s.name != f"{metric.name}_created"]
+            yield metric
+
+
 class Metrics:
     """A Sink keeping Prometheus metrics of the loop's events; `exposition()` is what `GET /metrics` serves.
 
@@ -81,7 +93,7 @@ class Metrics:
     """
 
     def __init__(self, info: Mapping[str, str] | None = None) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = WithoutCreated()
         registry = self.registry
         self._model = Info("deepfake_model", "The model and engine this detector runs", registry=registry)
         if info:

@@ -1,0 +1,48 @@
+"""Where the service listens: the token rule for an address other than loopback, and the listening socket, bound
+before the model loads (the standard library and the config only) and handed to uvicorn once the detector is up."""
+
+from __future__ import annotations
+
+import socket
+
+from stream.config import ServiceSettings
+
+BACKLOG = 128  # connections that wait while the model loads: they are answered once the service starts
+
+
+class ServiceError(Exception):
+    """The service cannot start: the message is one line for the user."""
+
+
+def check_bind(settings: ServiceSettings) -> None:
+    """A bind address other than loopback needs a token: refuse in one line otherwise."""
+    if not settings.is_loopback() and settings.token is None:
+        raise ServiceError(
+            f"refusing to serve on {settings.host} without a token: anyone who can reach it could drive the "
+            "detector; give --token TOKEN (or DEEPFAKE_STREAM_TOKEN), or serve on 127.0.0.1"
+        )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port (0: a free port); ServiceError (one line) when it cannot.
+
+    It listens at once, so the port is this process's from now on: a port taken meanwhile cannot turn up only
+    after the model has loaded."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        raise ServiceError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def open_listener(settings: ServiceSettings) -> socket.socket:
+    """The token rule, then the listening socket of `settings` (its port must be set)."""
+    check_bind(settings)
+    if settings.port is None:
+        raise ValueError("the service has no port to listen on")
+    return listen(settings.host, settings.port)
