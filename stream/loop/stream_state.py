@@ -90,4 +90,5 @@ class LoopStream:
             frames_thinned=self.frames_thinned,
             crops_encoded=self.crops_encoded,
             crops_skipped=self.crops_skipped,
+            frames_expected=self.source.expected_frames,
         )
