@@ -166,7 +166,8 @@ def print_report(report: Report) -> None:
 
     width = max([6, *(len(s.stream_id) for s in report.streams)])
     print("\nper-face summary" + ("" if report.calibrated else f" ({UNCALIBRATED_WARNING})"))
-    columns = f"{'face':>4} {'first':>8} {'last':>8} {'scored':>6} {'verdict':<7} {'mean':>6} {'max':>6}"
+    # `windows`: the face's window scores (each scores the last `--window` frames of that face).
+    columns = f"{'face':>4} {'first':>8} {'last':>8} {'windows':>7} {'verdict':<7} {'mean':>6} {'max':>6}"
     print(f"{'stream':<{width}} {columns}")
     for stream in report.streams:
         for f in stream.faces:
@@ -174,7 +175,7 @@ def print_report(report: Report) -> None:
             if f.status == "not_scored":
                 print(f"{head} {f.note}")
             else:
-                print(f"{head} {f.frames_scored:>6} {f.verdict:<7} {prob(f.mean_p_fake):>6} {prob(f.max_p_fake):>6}")
+                print(f"{head} {f.frames_scored:>7} {f.verdict:<7} {prob(f.mean_p_fake):>6} {prob(f.max_p_fake):>6}")
         if not stream.faces:
             print(f"{stream.stream_id:<{width}} no faces found")
     print()
@@ -220,7 +221,7 @@ def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        mode = "live" if source.live else "file, as fast as possible"
+        mode = "live" if spec.live else ("file, paced" if source.live else "file, as fast as possible")
         log.info("%s: %s (%s)", source.stream_id, spec.display, mode)
     return failed
 

@@ -47,6 +47,7 @@ def test_a_duration_that_cuts_a_paced_file_short_says_interrupted_and_how_far(lo
     )
     assert done.returncode == 0, done.stderr  # the user asked for 3 s: not an error, not a Ctrl-C
     assert "Traceback" not in done.stderr
+    assert f"long: {long_video} (file, paced)" in done.stderr  # a paced file is not a live source
     [stream] = json.loads(report.read_text())["streams"]
     assert (stream["status"], stream["stop_reason"], stream["frames_expected"]) == ("interrupted", "duration", FRAMES)
     assert 0 < stream["frames_read"] < FRAMES

@@ -29,7 +29,7 @@ from stream.loop.crop_encoder import CropEncoder
 from stream.loop.evidence_clips import ClipRecorder
 from stream.loop.face_state import Face, FaceRegistry, RingShape
 from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
-from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin
+from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, OverloadMeter, crops_that_fit, round_robin
 from stream.loop.status_lines import engine_line, status_line
 from stream.loop.stream_state import LoopStream
 from stream.loop.verdicts import threshold_line, with_checkpoint
@@ -223,8 +223,9 @@ class Pipeline:
     def _start_stream(self, source: Source) -> None:
         first_id = self._next_track_ids.get(source.stream_id, 1)
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
+        overload = OverloadMeter(self.settings.pipeline.overload_window_s)
         self._streams[source.stream_id] = LoopStream(
-            source, cropper, live=source.live, background=source.spec.background
+            source, cropper, live=source.live, background=source.spec.background, overload=overload
         )
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
@@ -467,6 +468,7 @@ class Pipeline:
                 len(work.cropper.last_tracks),
                 work.frames_processed,
                 work.source.expected_frames,
+                self.settings.pipeline,
             )
             for work in self._streams.values()
         ]
