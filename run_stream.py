@@ -157,7 +157,8 @@ def print_report(report: Report) -> None:
 
     width = max([6, *(len(s.stream_id) for s in report.streams)])
     print("\nper-face summary" + ("" if report.calibrated else f" ({UNCALIBRATED_WARNING})"))
-    columns = f"{'face':>4} {'first':>8} {'last':>8} {'scored':>6} {'verdict':<7} {'mean':>6} {'max':>6}"
+    # `windows`: the face's window scores (each scores the last `--window` frames of that face).
+    columns = f"{'face':>4} {'first':>8} {'last':>8} {'windows':>7} {'verdict':<7} {'mean':>6} {'max':>6}"
     print(f"{'stream':<{width}} {columns}")
     for stream in report.streams:
         for f in stream.faces:
@@ -165,14 +166,14 @@ def print_report(report: Report) -> None:
             if f.status == "not_scored":
                 print(f"{head} {f.note}")
             else:
-                print(f"{head} {f.frames_scored:>6} {f.verdict:<7} {prob(f.mean_p_fake):>6} {prob(f.max_p_fake):>6}")
+                print(f"{head} {f.frames_scored:>7} {f.verdict:<7} {prob(f.mean_p_fake):>6} {prob(f.max_p_fake):>6}")
         if not stream.faces:
             print(f"{stream.stream_id:<{width}} no faces found")
     print()
     for stream in report.streams:
         print(
-            f"{stream.stream_id}: {stream.verdict} ({stream.verdict_rule}); {stream.status}, "
-            f"{stream.frames_read} frames read, {stream.frames_scored} scored"
+            f"{stream.stream_id}: {stream.verdict} ({stream.verdict_rule}); {stream.status_text()}, "
+            f"{stream.frames_read} frames read, {stream.frames_scored} with a window score"
         )
 
 
@@ -200,28 +201,16 @@ def open_sources(detector: Detector, specs: Sequence[SourceSpec]) -> int:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        mode = "live" if source.live else "file, as fast as possible"
+        mode = "live" if spec.live else ("file, paced" if source.live else "file, as fast as possible")
         log.info("%s: %s (%s)", source.stream_id, spec.display, mode)
     return failed
-
-
-def interrupted_files(detector: Detector) -> list[str]:
-    """One line per file the user stopped before its end."""
-    from stream.records import StreamState
-
-    lines = []
-    for source in detector.sources:
-        if not source.stopped_early or source.truncated or source.state == StreamState.FAILED:
-            continue
-        share = f"{100 * source.frames_read / source.expected_frames:.0f}% of " if source.expected_frames else ""
-        lines.append(f"interrupted at {share}{source.spec.display} (frame {source.frames_read})")
-    return lines
 
 
 def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
     """The run, after `stream.preflight` has checked what it can without the model."""
     from dashboard.launch import start_dashboard
     from stream.detector import Detector
+    from stream.records import StopReason
     from stream.service.app import Service, default_extensions
     from stream.store import build_report, open_reader
 
@@ -230,7 +219,6 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
     detector = Detector(settings, sources=[s.display for s in specs])
     dashboard = service = None
     interrupted = threading.Event()
-    stopped_files: list[str] = []
     try:
         if not detector.loaded.calibrated:
             log.warning("%s: every verdict will be UNSURE", UNCALIBRATED_WARNING)
@@ -239,9 +227,9 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
         if args.sources and not detector.sources:
             return 1
 
-        def on_signal(*_: object) -> None:
+        def on_signal(signum: int, *_: object) -> None:
             interrupted.set()
-            detector.stop(interrupted=True)
+            detector.stop(StopReason.CTRL_C if signum == signal.SIGINT else StopReason.SIGTERM)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
@@ -258,7 +246,6 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
             print(f"service: {service.start()}", flush=True)
         log.info("session %s writing to %s; Ctrl-C stops", detector.session_id, settings.store.db)
         detector.run(args.duration, serve=serving)
-        stopped_files = interrupted_files(detector) if interrupted.is_set() else []
         if service:
             service.stop()
         detector.close()
@@ -274,13 +261,15 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
     for source in detector.sources:
         if source.last_error:
             print(f"warning: {source.last_error}", file=sys.stderr)
-    for line in stopped_files:
-        print(line, file=sys.stderr)
     with open_reader(settings.store.db) as reader:
         report = build_report(reader, detector.session_id)
+    for stream in report.streams:
+        if (line := stream.stopped_line()) is not None:
+            print(line, file=sys.stderr)
     print_report(report)
     written = write_report(args.report, report) if args.report else True
-    if stopped_files:
+    # A file cut short by the person's Ctrl-C is 130; by --duration, the API or the run's end, it is no error.
+    if any(stream.stop_reason in (StopReason.CTRL_C, StopReason.SIGTERM) for stream in report.streams):
         return EXIT_INTERRUPTED
     return 1 if failed or not written else 0
 

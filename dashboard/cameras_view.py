@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
@@ -163,19 +164,21 @@ def streams_list(db: Path, session_id: str, control: Control, kinds: Collection[
         (st.success if message[0] == "ok" else st.error)(message[1])
     with data.open_store(db) as reader:
         streams = [] if reader is None else reader.streams(session_id)
+        in_view = Counter(f.stream_id for f in reader.faces(session_id) if f.state == "live") if reader else Counter()
     shown = [s for s in streams if s.kind != "upload" and (kinds is None or s.kind in kinds)]
     if not shown:
         st.caption("no streams yet")
         return
     for stream in shown:
-        stream_row(stream, control)
+        stream_row(stream, control, in_view[stream.stream_id])
 
 
 def _state(stream: StreamRow) -> str:
     return "starting" if stream.health is None else str(stream.health.state)
 
 
-def stream_row(stream: StreamRow, control: Control) -> None:
+def stream_row(stream: StreamRow, control: Control, faces: int = 0) -> None:
+    """`faces`: the stream's faces in view (the scored rate is per face)."""
     state = _state(stream)
     colour = views.STATE_COLOURS.get(state, "gray")
     with st.container(border=True, key=f"camera-{views.card_key_of(stream.stream_id)}"):
@@ -185,7 +188,8 @@ def stream_row(stream: StreamRow, control: Control) -> None:
             st.markdown(f"**{stream.stream_id}** · {stream.kind} · `{source}` · :{colour}-badge[{state}]")
             health = stream.health
             if health is not None:
-                line = f"fps in {health.fps_in:.1f} · scored {health.fps_scored:.1f} · dropped {health.frames_dropped}"
+                label, rate = views.windows_metric(health.fps_scored, faces)
+                line = f"fps in {health.fps_in:.1f} · {label} {rate} · dropped {health.frames_dropped}"
                 if health.reconnects:
                     line += f" · reconnects {health.reconnects}"
                 if health.last_error:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stream.config import StoreSettings
+from stream.config import LoopSettings, StoreSettings
 from stream.config.store_location import StoreTarget, parse_store_target
 from stream.store import (
     AlertRow,
@@ -147,6 +147,17 @@ def since_t(session: SessionRow, range_s: float | None) -> float | None:
         return None
     last = session.last_active if session.ended_at is None else max(session.ended_at, session.last_active)
     return last - range_s
+
+
+def overload_settings(reader: ScoreReader, session_id: str) -> LoopSettings:
+    """The run's overload banner settings (`pipeline.overload_share`, `overload_window_s`) from the config it kept;
+    the defaults for a run that kept none, or none that can be used."""
+    pipeline = (reader.session_config(session_id) or {}).get("pipeline")
+    keys = ("overload_share", "overload_window_s")
+    try:
+        return LoopSettings(**{key: float(pipeline[key]) for key in keys if key in pipeline})
+    except (TypeError, ValueError):
+        return LoopSettings()
 
 
 def uses_media_time(stream: StreamRow | None) -> bool:

@@ -7,6 +7,7 @@ service from a dead one: the service's `GET /healthz` does (it needs no token).
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from dashboard import data
 from dashboard.control import Control
+from stream.config.store_location import StoreTarget
 from stream.store import ScoreReader, SessionRow
 
 MAX_PROBES = 8  # services asked per page run at most (each answers at once, or within PROBE_TIMEOUT_S)
@@ -42,8 +44,9 @@ class Detectors:
     reason: str | None  # why there is none (None when there is one)
 
 
-def start_hint(db: Path) -> str:
-    return f"`python run_stream.py --serve 0 --db {db}` (with or without a SOURCE)"
+def start_hint(db: StoreTarget) -> str:
+    """A command to paste: the store quoted, so a PostgreSQL URL's `&` or a path's spaces survive the shell."""
+    return f"`python run_stream.py --serve 0 --db {shlex.quote(str(db))}` (with or without a SOURCE)"
 
 
 def find_detectors(reader: ScoreReader | None, db: Path, alive: Callable[[str], bool]) -> Detectors:

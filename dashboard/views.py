@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from dashboard import data
 from dashboard.charts import timeline_chart
 from dashboard.verdicts import badge, shown_verdict
 from model.labels import UNCALIBRATED_WARNING
+from stream.config import LoopSettings
+from stream.config.store_location import StoreTarget
 from stream.store import AlertRow, FaceRow, HealthRow, ScoreReader, SessionRow, StreamRow
 
 MAX_ALERTS = 20
@@ -40,8 +43,11 @@ class View:
     threshold: float  # the page's threshold (the slider), not the detector's
 
 
-def start_hint(db: Path) -> str:
-    return f"`python run_stream.py demo --db {db}` (or any SOURCE: a file, a webcam index, `rtsp://…`)"
+def start_hint(db: StoreTarget) -> str:
+    """A command to paste: the store quoted, so a PostgreSQL URL's `&` or a path's spaces survive the shell."""
+    return (
+        f"`python run_stream.py demo --db {shlex.quote(str(db))}` (or any SOURCE: a file, a webcam index, `rtsp://…`)"
+    )
 
 
 def no_database(db: Path) -> None:
@@ -88,31 +94,56 @@ def session_status(session: SessionRow, status: data.SessionStatus, db: Path) ->
         )
 
 
-def overload_caption(health: HealthRow) -> str:
-    """What the detector gave up to keep up: live frames thinned evenly and face crops left out, round-robin."""
+def left_out_text(health: HealthRow) -> str:
+    """What the detector gave up so far to keep up: live frames thinned evenly and face crops left out, round-robin."""
     total = health.crops_encoded + health.crops_skipped
     skipped = f"{100 * health.crops_skipped / total:.0f}%" if total else "none"
     return (
-        f"overloaded: {health.frames_thinned} frames thinned evenly (never below the tracking rate), crops skipped "
-        f"{skipped} (the encoder shared round-robin across faces)"
+        f"{health.frames_thinned} frames thinned evenly (never below the tracking rate), crops skipped {skipped} "
+        "(the encoder shared round-robin across faces)"
     )
 
 
-def _health(stream: StreamRow, now: float) -> None:
+def overload_banner(health: HealthRow, overload: LoopSettings) -> str | None:
+    """The "overloaded" banner, only while more than `pipeline.overload_share` of the stream's frames were thinned or
+    of its crops skipped over the last `pipeline.overload_window_s` (the run's own settings)."""
+    if health.overload_share <= overload.overload_share:
+        return None
+    return (
+        f"overloaded: {100 * health.overload_share:.0f}% of frames thinned or crops skipped in the last "
+        f"{overload.overload_window_s:g} s; so far {left_out_text(health)}"
+    )
+
+
+def windows_metric(fps_scored: float, faces: int) -> tuple[str, str]:
+    """The scored rate as a label and value that read beside "fps in": per face (`fps_scored` counts every face's
+    window scores together)."""
+    if faces < 1:
+        return "windows/s", f"{fps_scored:.1f}"
+    return "windows/s per face", f"{fps_scored / faces:.1f}"
+
+
+def _health(stream: StreamRow, now: float, faces: int, overload: LoopSettings) -> None:
+    """`faces`: the stream's faces in view; `overload`: the run's overload banner settings."""
     health = stream.health
     if health is None:
         st.caption("waiting for the first health report")
         return
     state = str(health.state)
     colour = STATE_COLOURS.get(state, "gray")
-    st.markdown(f"stream :{colour}-badge[{state}] · health reported {data.age_text(max(0.0, now - health.t))} ago")
+    in_view = "no face in view" if faces < 1 else f"{faces} face{'s' if faces != 1 else ''} in view"
+    age = data.age_text(max(0.0, now - health.t))
+    st.markdown(f"stream :{colour}-badge[{state}] · {in_view} · health reported {age} ago")
     cells = st.columns(4)
     cells[0].metric("fps in", f"{health.fps_in:.1f}")
-    cells[1].metric("fps scored", f"{health.fps_scored:.1f}")
+    cells[1].metric(*windows_metric(health.fps_scored, faces))
     cells[2].metric("dropped", f"{health.frames_dropped}")
     cells[3].metric("reconnects", f"{health.reconnects}")
-    if health.frames_thinned or health.crops_skipped:
-        st.caption(overload_caption(health))
+    banner = overload_banner(health, overload)
+    if banner is not None:
+        st.warning(banner, icon=":material/speed:")
+    elif health.frames_thinned or health.crops_skipped:
+        st.caption(left_out_text(health))
     if state == "reconnecting":
         st.warning(f"reconnecting (attempts so far: {health.reconnects}); last error: {health.last_error or '—'}")
     elif state == "failed":
@@ -132,8 +163,10 @@ def picture(jpeg: bytes | None, missing: str, **options: object) -> None:
         st.caption("picture unreadable")
 
 
-def stream_panel(reader: ScoreReader, session_id: str, stream: StreamRow, now: float) -> None:
-    """The stream's latest annotated frame beside its health."""
+def stream_panel(
+    reader: ScoreReader, session_id: str, stream: StreamRow, now: float, overload: LoopSettings | None = None
+) -> None:
+    """The stream's latest annotated frame beside its health (`overload`: the run's banner settings)."""
     st.markdown(f"**{stream.stream_id}** · {stream.kind} · `{stream.source}`")
     frame_cell, health_cell = st.columns([1, 1])
     with frame_cell:
@@ -144,15 +177,17 @@ def stream_panel(reader: ScoreReader, session_id: str, stream: StreamRow, now: f
             age = data.age_text(max(0.0, now - frame.t))
             picture(frame.jpeg, "empty frame", caption=f"latest annotated frame, {age} ago", width="stretch")
     with health_cell:
-        _health(stream, now)
+        faces = sum(face.state == "live" for face in reader.faces(session_id, stream.stream_id))
+        _health(stream, now, faces, overload or LoopSettings())
 
 
 def streams_section(reader: ScoreReader, session: SessionRow, streams: dict[str, StreamRow], view: View) -> None:
     """Each chosen stream's latest annotated frame and health."""
     now = time.time()
+    overload = data.overload_settings(reader, session.session_id)
     for stream_id in view.stream_ids:
         if stream_id in streams:
-            stream_panel(reader, session.session_id, streams[stream_id], now)
+            stream_panel(reader, session.session_id, streams[stream_id], now, overload)
 
 
 def card_key_of(stream_id: str) -> str:

@@ -21,7 +21,7 @@ from stream.faces.cropper import crop_geometry
 from stream.faces.mediapipe_detectors import FaceDetector
 from stream.loop.pipeline import Pipeline
 from stream.loop.verdicts import with_checkpoint
-from stream.records import FaceSummary, StreamHealth
+from stream.records import FaceSummary, StopReason, StreamHealth
 from stream.sinks.log_sink import LogSink
 from stream.sinks.protocol import Sink
 from stream.sinks.store_sink import StoreSink
@@ -172,8 +172,9 @@ class Detector:
         """Run the loop on this thread (see `Pipeline.run`)."""
         self.pipeline.run(duration_s, serve)
 
-    def stop(self, interrupted: bool = False) -> None:
-        self.pipeline.stop(interrupted)
+    def stop(self, reason: StopReason = StopReason.RUN_ENDED) -> None:
+        """End the loop (see `Pipeline.stop`): files and uploads not yet at their end are interrupted, by `reason`."""
+        self.pipeline.stop(reason)
 
     def health(self) -> list[StreamHealth]:
         return self.pipeline.health()

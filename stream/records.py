@@ -66,8 +66,34 @@ class StreamState(StrEnum):
     LOST = "lost"  # a live source that ended for good without being stopped: a WHIP publisher that vanished
 
 
+class StopReason(StrEnum):
+    """Who or what stopped a file or upload before its end (its state is then INTERRUPTED)."""
+
+    DURATION = "duration"  # the run's --duration ran out
+    CTRL_C = "ctrl-c"  # SIGINT
+    SIGTERM = "sigterm"
+    API = "api"  # a stop through the service's API (the dashboard's Stop button, a cluster's coordinator)
+    RUN_ENDED = "run-ended"  # the run ended (its loop was stopped or closed) with the stream still going
+
+    @property
+    def said(self) -> str:
+        """What stopped it, in words: `interrupted … by {said}`."""
+        return _STOPPED_BY[self]
+
+
+_STOPPED_BY = {
+    StopReason.DURATION: "--duration",
+    StopReason.CTRL_C: "Ctrl-C",
+    StopReason.SIGTERM: "SIGTERM",
+    StopReason.API: "a stop through the API",
+    StopReason.RUN_ENDED: "the end of the run",
+}
+
+
 @dataclass(frozen=True)
 class StreamHealth:
+    """`fps_scored` counts window scores of all the stream's faces together (two faces scored at 30 fps: 60)."""
+
     stream_id: str
     state: StreamState
     fps_in: float
@@ -79,6 +105,15 @@ class StreamHealth:
     frames_thinned: int = field(default=0, kw_only=True)  # live frames left out evenly under overload
     crops_encoded: int = field(default=0, kw_only=True)  # face crops encoded ...
     crops_skipped: int = field(default=0, kw_only=True)  # ... and left out under overload (stream/overload.py)
+    frames_expected: int | None = field(default=None, kw_only=True)  # a file's frame count (None: unknown, live)
+    stop_reason: StopReason | None = field(default=None, kw_only=True)  # what stopped it, when INTERRUPTED
+    # The larger of the shares of frames thinned and of crops skipped over the last `pipeline.overload_window_s`.
+    overload_share: float = field(default=0.0, kw_only=True)
+
+    @property
+    def percent_read(self) -> float | None:
+        """How far a file got: its frames read, in percent of the frames it has (None when that is unknown)."""
+        return 100 * self.frames_read / self.frames_expected if self.frames_expected else None
 
 
 @dataclass(frozen=True)

@@ -152,15 +152,16 @@ def test_ctrl_c_during_a_file_says_how_far_it_got_and_exits_130(tmp_path) -> Non
     assert "Traceback" not in stderr
     [line] = [line for line in stderr.splitlines() if line.startswith("interrupted")]
     percent = int(line.split("interrupted at ")[1].split("%")[0])
-    assert 0 < percent < 100 and str(video) in line
+    assert 0 < percent < 100 and str(video) in line and line.endswith(" by Ctrl-C")
     [stream] = json.loads(report.read_text())["streams"]
     assert stream["status"] == "interrupted" and 0 < stream["frames_read"] < 150
+    assert (stream["stop_reason"], stream["frames_expected"]) == ("ctrl-c", 150)
     with open_reader(db) as reader:
         session = reader.latest_session()
         [row] = reader.streams(session.session_id)
         assert row.health.state.value == "interrupted"
         assert session.ended_at is not None
-    assert "interrupted" in stdout  # the summary's stream line says it too
+    assert f"interrupted by Ctrl-C at {percent}%" in stdout  # the summary's stream line says it too
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path) -> None:

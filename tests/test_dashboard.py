@@ -11,13 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from model.labels import UNCALIBRATED_WARNING
-from stream.records import Alert, StreamHealth, StreamState, VerdictState
+from stream.records import Alert, StreamHealth, StreamInfo, StreamState, VerdictState
 from stream.store import ScoreWriter, open_reader
 from tests import media
 from tests.dashboard_store import INFO, RANDOM_INFO, ROOT, Run, dashboard
@@ -292,13 +293,64 @@ def test_an_overloaded_stream_says_what_it_gave_up(writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream("cam", kind="rtsp")
     health = StreamHealth(
-        "cam", StreamState.LIVE, 10.0, 9.0, 2, 0, None, frames_thinned=40, crops_encoded=55, crops_skipped=45
+        "cam",
+        StreamState.LIVE,
+        10.0,
+        9.0,
+        2,
+        0,
+        None,
+        frames_thinned=40,
+        crops_encoded=55,
+        crops_skipped=45,
+        overload_share=0.45,
     )
     writer.write_health(run.sid, health, time.time())
     writer.commit()
     at = dashboard()
     assert_clean(at)
-    assert "overloaded: 40 frames thinned" in page_text(at) and "crops skipped 45%" in page_text(at)
+    [banner] = [w.value for w in at.warning if "overloaded" in w.value]
+    assert "45% of frames thinned or crops skipped in the last 10 s" in banner
+    assert "40 frames thinned" in banner and "crops skipped 45%" in banner
+
+
+def test_a_few_thinned_frames_are_counted_but_are_no_overload(writer: ScoreWriter) -> None:
+    run = Run(writer)
+    run.stream("cam", kind="rtsp")
+    few = StreamHealth("cam", StreamState.LIVE, 30.0, 29.0, 0, 0, None, frames_thinned=4, overload_share=0.01)
+    writer.write_health(run.sid, few, time.time())
+    writer.commit()
+    at = dashboard()
+    assert_clean(at)
+    assert "overloaded" not in page_text(at).lower() and "4 frames thinned" in page_text(at)
+
+
+def test_the_overload_banner_follows_the_runs_own_setting(writer: ScoreWriter) -> None:
+    sid = writer.start_session(INFO, {"pipeline": {"overload_share": 0.5, "overload_window_s": 30}})
+    writer.add_stream(sid, StreamInfo("cam", "rtsp://cam", "rtsp"))
+    busy = StreamHealth("cam", StreamState.LIVE, 30.0, 29.0, 0, 0, None, frames_thinned=90, overload_share=0.3)
+    writer.write_health(sid, busy, time.time())
+    writer.commit()
+    at = dashboard()
+    assert "overloaded" not in page_text(at).lower()  # 30% is under this run's 50%
+    writer.write_health(sid, replace(busy, overload_share=0.6), time.time())
+    writer.commit()
+    at = dashboard()
+    assert_clean(at)
+    assert any("60% of frames thinned or crops skipped in the last 30 s" in w.value for w in at.warning)
+
+
+def test_windows_scored_are_shown_per_face(writer: ScoreWriter) -> None:
+    run = Run(writer)
+    run.stream("clip")  # 24.5 window scores a second, for ...
+    run.face(1, VerdictState.REAL, 0.2)  # ... two faces in view
+    run.face(2, VerdictState.REAL, 0.3)
+    writer.commit()
+    at = dashboard()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["windows/s per face"] == "12.2" and "fps scored" not in metrics
+    assert "2 faces in view" in page_text(at)
 
 
 def test_detector_not_running_shows_last_data_with_its_age(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import data
+from dashboard import data, detectors, views
 from dashboard.launch import DashboardError, start_dashboard
 from dashboard.verdicts import shown_verdict
+from stream.config.store_location import PostgresUrl, StoreTarget
 from stream.records import VerdictState
 from stream.store import ScoreWriter, open_reader, open_writer
 from tests.dashboard_store import INFO, ROOT, Run, dashboard
@@ -147,3 +149,21 @@ def test_what_the_dashboard_imports_does_not_import_torch() -> None:
     check = f"import sys, {modules}; assert 'torch' not in sys.modules, 'the dashboard imported torch'"
     done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        PostgresUrl("postgresql://postgres@/deepfake?host=/run/postgresql&port=5433"),
+        Path("runs/my runs/deepfake.db"),
+    ],
+)
+def test_copy_paste_hints_survive_a_shell(store: StoreTarget) -> None:
+    """The commands the dashboard tells a reader to paste: `&` in a PostgreSQL URL would send the command to the
+    background, a space would split the path; quoted, the shell hands the store to `--db` whole."""
+    for hint in (views.start_hint(store), detectors.start_hint(store)):
+        command = hint.split("`")[1]
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)  # splits at `&`, `;`, `|` as a shell does
+        lexer.whitespace_split = True  # ... and at spaces, nowhere else
+        words = list(lexer)
+        assert words[words.index("--db") + 1] == str(store), hint

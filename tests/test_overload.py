@@ -20,7 +20,7 @@ from stream.capture.sources import Source
 from stream.config import Settings, VerdictPolicy, with_overrides
 from stream.loop.crop_encoder import EncodeCost
 from stream.loop.face_state import FaceRegistry, RingShape
-from stream.loop.overload import crops_that_fit, round_robin, thinned_of
+from stream.loop.overload import OverloadMeter, crops_that_fit, round_robin, thinned_of
 from stream.loop.pipeline import Pipeline
 from stream.records import Detection, FaceUpdate, Frame, StreamHealth, WindowScore
 from tests.doubles import BLUE, RED, FakeEngine, RecordingSink, ScriptedFaces, Square, stub_producer
@@ -121,6 +121,29 @@ def test_frames_not_processed_are_thinned_while_the_camera_keeps_the_tracking_ra
     assert thinned_of(4, 5 / 30, 10.0) == 3  # every fifth: 6 fps, one tracking period (one frame) lost
     assert thinned_of(29, 1.0, 10.0) == 20  # one frame in a second: nine tracking periods lost
     assert thinned_of(1000, 0.01, 10.0) == 1000  # a source far faster than the loop: all thinned
+
+
+def test_the_overload_share_counts_only_the_last_window() -> None:
+    """The larger of the shares of frames thinned and of crops skipped, over the last `window_s` only: a burst of
+    thinning long ago, or 4 thinned frames in a minute, is not an overload now."""
+    meter = OverloadMeter(10.0, now=0.0)
+    totals = {"frames": 0, "thinned": 0, "encoded": 0, "skipped": 0}
+    share = 0.0
+    for second in range(1, 61):  # a minute: 30 frames a second taken, 2 faces encoded in each ...
+        totals["frames"] += 30
+        totals["encoded"] += 60
+        if second <= 5:  # ... but for its first 5 s, half the frames thinned
+            totals["frames"] -= 15
+            totals["thinned"] += 15
+        if second in (30, 40):
+            totals["thinned"] += 2
+        share = meter.share(float(second), **totals)
+        if second == 5:
+            assert share == pytest.approx(0.5)
+    assert share == 0.0  # 60 s in, the thinning is 55 s old; the few thinned frames too are older than 10 s
+    assert meter.share(61.0, totals["frames"] + 30, totals["thinned"] + 2, totals["encoded"] + 60, 0) < 0.01
+    skipping = OverloadMeter(10.0, now=0.0)
+    assert skipping.share(5.0, frames=150, thinned=0, encoded=60, skipped=40) == pytest.approx(0.4)
 
 
 # ---- the loop, with a throttled encoder -----------------------------------------------------------------------
@@ -245,6 +268,7 @@ def test_four_faces_at_20_ms_a_crop_are_encoded_together_on_evenly_thinned_frame
     assert set(engine.batches) == {4}
     [health] = pipeline.health()
     assert health.frames_thinned > 0 and health.frames_dropped <= 0.05 * health.frames_read
+    assert health.overload_share > 0.2  # 12 of 30 frames a second processed: more than a fifth thinned
     assert_frames_add_up(sources["cam"], detectors.made[0], health)
     gaps = intervals(detectors.made[0])
     assert gaps.mean() <= 1 / 10 and np.percentile(gaps, 90) <= 0.13  # evenly, at or above the tracking rate
@@ -266,6 +290,7 @@ def test_six_faces_share_a_throttled_encoder_round_robin(seed_model) -> None:
     [health] = pipeline.health()
     crops = sum(s.crops or 0 for s in summaries)
     assert health.crops_encoded == crops and health.crops_skipped == sum(s.crops_skipped or 0 for s in summaries)
+    assert health.overload_share > 0.2  # frames thinned to the tracking rate, and crops skipped besides
     assert crops <= 2.5 / CROP_S + 10  # the encoder's rate, and no crop twice
     # Every face was seen in every frame processed, encoded or not.
     processed = detectors.made[0].calls

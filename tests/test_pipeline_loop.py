@@ -30,6 +30,7 @@ from stream.records import (
     DecodedFrame,
     FaceUpdate,
     StageTimings,
+    StopReason,
     StreamHealth,
     StreamInfo,
     StreamState,
@@ -270,19 +271,19 @@ def test_the_final_health_of_a_stopped_live_stream_says_ended(seed_model) -> Non
     assert sink.of(StreamHealth)[-1] == final
 
 
-@pytest.mark.parametrize("interrupted", [True, False])
-def test_a_file_stopped_before_its_end_is_interrupted_only_when_a_person_stopped_it(seed_model, interrupted) -> None:
+@pytest.mark.parametrize("reason", [StopReason.CTRL_C, StopReason.RUN_ENDED])
+def test_a_file_stopped_before_its_end_is_interrupted_and_says_who_stopped_it(seed_model, reason) -> None:
     # The file delivers slowly, so the loop often finds its buffer empty: "empty" must not read as "ended".
     settings, sink = loop_settings(), RecordingSink()
     pipeline = build(settings, seed_model, sink, FaceFactory())
     source = file_source(settings, stub_producer(always(LEFT_RED), 300, burst=0, interval_s=0.01))
     pipeline.add_source(source)
-    stopper = threading.Timer(0.3, pipeline.stop, kwargs={"interrupted": interrupted})
+    stopper = threading.Timer(0.3, pipeline.stop, args=(reason,))
     stopper.start()
     pipeline.run(duration_s=10)
     stopper.join()
     [final] = pipeline.health()
-    assert final.state == (StreamState.INTERRUPTED if interrupted else StreamState.ENDED)
+    assert (final.state, final.stop_reason) == (StreamState.INTERRUPTED, reason)
     assert source.stopped_early and 0 < final.frames_read < 300
 
 
@@ -292,9 +293,10 @@ def test_a_file_read_to_its_end_is_never_interrupted(seed_model) -> None:
     source = file_source(settings, stub_producer(always(LEFT_RED), 12))
     pipeline.add_source(source)
     pipeline.run(duration_s=10)
-    pipeline.stop(interrupted=True)  # too late: it has already ended
+    pipeline.stop(StopReason.CTRL_C)  # too late: it has already ended
     [final] = pipeline.health()
     assert final.state == StreamState.ENDED and not source.stopped_early and final.frames_read == 12
+    assert final.stop_reason is None
 
 
 def then_pause(producer: Producer, pause_s: float) -> Producer:

@@ -30,11 +30,12 @@ from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.service.app import Extension, Service, ServiceError, check_bind, default_extensions
 from stream.service.auth import token_guard
-from stream.store import SCHEMA_SQL, open_reader, open_writer
+from stream.store import open_reader, open_writer
 from tests import media
 from tests.helpers import PIN_ENGINE
 from tests.netns import private_network, rtsp_server
 from tests.pipeline_run import detector_settings
+from tests.test_store import schema_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"
@@ -254,7 +255,7 @@ def test_a_service_waiting_for_streams_keeps_its_session_alive(served: Served) -
 def test_an_older_store_gets_the_service_url_column_keeping_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "v3.db"
     with sqlite3.connect(db) as conn:
-        conn.executescript(f"{SCHEMA_SQL.replace(', service_url TEXT', '')}PRAGMA user_version=3;")
+        conn.executescript(f"{schema_of(3)}PRAGMA user_version=3;")
         conn.execute(
             "INSERT INTO sessions VALUES "
             "('old', 1.0, 2.0, 2.0, 'ck.pt', 1, 20, 1, 'mean', 0.5, 0.1, 'cpu', 'ort', '[]')"

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from stream.config import LoopSettings
 from stream.loop.status_lines import StatusPrinter, status_line
 from stream.records import StreamHealth, StreamState
 from stream.timing import FpsMeter, span_rate
@@ -73,26 +74,29 @@ def health(state: StreamState = StreamState.LIVE, stream_id: str = "call") -> St
 def test_a_file_is_labelled_a_file_with_its_progress() -> None:
     line = status_line(health(), "file", False, faces=2, frames_done=50, expected_frames=200)
     assert line == (
-        "call [file]: in 30.0 fps, scored 28.0 windows/s, 2 faces, 3 dropped [#####---------------] 25% (frame 50/200)"
+        "call [file]: in 30.0 fps, scored 14.0 windows/s per face (2 faces), 3 dropped [#####---------------] 25% "
+        "(frame 50/200)"
     )
     assert "[live]" not in line
 
 
 def test_a_file_that_stopped_decoding_says_so() -> None:
     line = status_line(health(StreamState.TRUNCATED), "file", False, faces=1, frames_done=10, expected_frames=200)
-    assert line.startswith("call [file, truncated]: ") and "1 face," in line
+    assert line.startswith("call [file, truncated]: ") and "windows/s per face (1 face)," in line
 
 
 @pytest.mark.parametrize("state", [StreamState.LIVE, StreamState.RECONNECTING, StreamState.STARTING])
 def test_a_live_source_shows_its_state(state: StreamState) -> None:
     line = status_line(health(state, "cam"), "rtsp", True, faces=0, frames_done=10, expected_frames=None)
-    assert line == f"cam [{state.value}]: in 30.0 fps, scored 28.0 windows/s, 0 faces, 3 dropped"
+    assert line == f"cam [{state.value}]: in 30.0 fps, scored 28.0 windows/s (no face now), 3 dropped"
 
 
 def test_a_stream_under_overload_says_what_it_thinned_and_skipped() -> None:
     busy = replace(health(StreamState.LIVE, "cam"), frames_thinned=30, crops_encoded=55, crops_skipped=45)
     line = status_line(busy, "rtsp", True, faces=4, frames_done=10, expected_frames=None)
-    assert line == "cam [live]: in 30.0 fps, scored 28.0 windows/s, 4 faces, 3 dropped, 30 thinned, crops skipped 45%"
+    assert line == (
+        "cam [live]: in 30.0 fps, scored 7.0 windows/s per face (4 faces), 3 dropped, 30 thinned, crops skipped 45%"
+    )
     only_skipped = replace(busy, frames_thinned=0)
     assert status_line(only_skipped, "rtsp", True, 4, 10, None).endswith(", 3 dropped, crops skipped 45%")
 
@@ -121,3 +125,27 @@ def test_the_encoder_line_comes_again_when_a_crop_costs_much_more_or_less() -> N
     assert printer.lines([], 0.012) == []  # 1.33x less
     assert printer.lines([], 0.010) == ["encoder onnxruntime: one crop costs 10.0 ms now"]  # 1.6x less
     assert printer.lines([], None) == []  # no cost now: the last word stands
+
+
+def test_windows_scored_are_counted_per_face_beside_the_frames_in() -> None:
+    # 64 window scores a second for two faces is each face scored 32 times a second, out of 37 frames a second.
+    two = replace(health(), fps_in=37.0, fps_scored=64.1)
+    assert ": in 37.0 fps, scored 32.0 windows/s per face (2 faces), " in status_line(two, "rtsp", True, 2, 10, None)
+    assert ", scored 64.1 windows/s per face (1 face), " in status_line(two, "rtsp", True, 1, 10, None)
+
+
+def test_the_overload_banner_needs_more_than_a_fifth_thinned_or_skipped_over_the_last_10_s() -> None:
+    # A few thinned frames are counted, as drops are, but they are not an overload.
+    few = replace(health(StreamState.LIVE, "cam"), frames_thinned=4, overload_share=0.01)
+    line = status_line(few, "rtsp", True, 1, 10, None)
+    assert line.endswith(", 3 dropped, 4 thinned") and "overloaded" not in line
+    assert "overloaded" not in status_line(replace(few, overload_share=0.2), "rtsp", True, 1, 10, None)
+    busy = replace(few, frames_thinned=300, overload_share=0.34)
+    assert status_line(busy, "rtsp", True, 1, 10, None).endswith(
+        ", 300 thinned; overloaded: 34% of frames thinned or crops skipped in the last 10 s"
+    )
+    lenient = LoopSettings(overload_share=0.5, overload_window_s=30)
+    assert "overloaded" not in status_line(busy, "rtsp", True, 1, 10, None, lenient)
+    assert status_line(replace(busy, overload_share=0.6), "rtsp", True, 1, 10, None, lenient).endswith(
+        "; overloaded: 60% of frames thinned or crops skipped in the last 30 s"
+    )

@@ -245,8 +245,12 @@ class LoopSettings:
     thumb_size: int = 112  # ring crops (the evidence clips' pre-roll) are thumb_size x thumb_size
     min_track_fps: float = 10.0  # under overload an iteration lasts at most 1/this: no live camera processed slower
     encode_budget_ms: float = 0.0  # live crops' encode time per iteration (0: what the rest leaves of 1/min_track_fps)
+    overload_share: float = 0.2  # "overloaded" once more than this share of frames is thinned or of crops skipped ...
+    overload_window_s: float = 10.0  # ... over this many seconds
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.overload_share <= 1.0:
+            raise ValueError(f"overload_share must be in (0, 1], got {self.overload_share}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.max_wait_ms < 0:
@@ -255,7 +259,7 @@ class LoopSettings:
             raise ValueError(f"encode_budget_ms must be at least 0 (0: derived), got {self.encode_budget_ms}")
         if self.min_track_fps <= 0:
             raise ValueError(f"min_track_fps must be positive, got {self.min_track_fps}")
-        for name in ("annotate_fps", "status_interval_s", "health_interval_s"):
+        for name in ("annotate_fps", "status_interval_s", "health_interval_s", "overload_window_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 8 <= self.thumb_size <= 512:

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from stream.capture.sources import Source
+from stream.records import StopReason
 
 
 @dataclass(frozen=True)
@@ -19,18 +20,20 @@ class AddSource:
 
 @dataclass(frozen=True)
 class RemoveSource:
-    """Stop a stream, mark its faces gone and write its final health; `done` fails when there is no such stream."""
+    """Stop a stream, mark its faces gone and write its final health; `done` fails when there is no such stream.
+    A file or upload not yet at its end is then interrupted, by `reason`."""
 
     stream_id: str
     done: Future[None] = field(default_factory=Future, compare=False)
+    reason: StopReason = StopReason.API
 
 
 @dataclass(frozen=True)
 class Stop:
-    """End the loop after this iteration. `interrupted`: a person stopped it, so files not yet at their end are
-    reported as interrupted, not ended."""
+    """End the loop after this iteration: files and uploads not yet at their end are interrupted, by `reason` (a
+    person's Ctrl-C, SIGTERM, or the run ending them)."""
 
-    interrupted: bool = False
+    reason: StopReason = StopReason.RUN_ENDED
 
 
 Command = AddSource | RemoveSource | Stop

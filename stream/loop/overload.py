@@ -124,3 +124,27 @@ class BackgroundGate:
         live = statistics.median(self._live) if self._live else None
         fresh = self._background and time.monotonic() - self._background_at < PROBE_S
         return background_fits(now, statistics.median(self._background) if fresh else None, live, cameras)
+
+
+class OverloadMeter:
+    """How overloaded a live stream is lately: the larger of the share of its frames thinned and the share of its face
+    crops skipped, over the last `window_s` (`pipeline.overload_window_s`). A few thinned frames in a minute, or a
+    burst long past, stay under the share that makes an "overloaded" banner (`pipeline.overload_share`)."""
+
+    def __init__(self, window_s: float = 10.0, now: float | None = None) -> None:
+        self.window_s = window_s
+        # (monotonic time, totals so far): frames processed, thinned, crops encoded, skipped; a few per window.
+        self._samples: deque[tuple[float, tuple[int, int, int, int]]] = deque(
+            [(time.monotonic() if now is None else now, (0, 0, 0, 0))]
+        )
+
+    def share(self, now: float, frames: int, thinned: int, encoded: int, skipped: int) -> float:
+        """The share since the newest sample at least `window_s` old (the stream's start, when it is younger); `now`
+        and the totals so far are kept as a sample."""
+        totals = (frames, thinned, encoded, skipped)
+        if now - self._samples[-1][0] >= self.window_s / 20:
+            self._samples.append((now, totals))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - self.window_s:
+            self._samples.popleft()
+        frames, thinned, encoded, skipped = (a - b for a, b in zip(totals, self._samples[0][1], strict=True))
+        return max(thinned / (frames + thinned) if thinned else 0.0, skipped / (encoded + skipped) if skipped else 0.0)

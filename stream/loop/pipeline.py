@@ -29,7 +29,7 @@ from stream.loop.crop_encoder import CropEncoder
 from stream.loop.evidence_clips import ClipRecorder
 from stream.loop.face_state import Face, FaceRegistry, RingShape
 from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
-from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, crops_that_fit, round_robin
+from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, OverloadMeter, crops_that_fit, round_robin
 from stream.loop.status_lines import StatusPrinter, engine_line, status_line
 from stream.loop.stream_state import LoopStream
 from stream.loop.verdicts import threshold_line, with_checkpoint
@@ -42,6 +42,7 @@ from stream.records import (
     Frame,
     StageTiming,
     StageTimings,
+    StopReason,
     StreamHealth,
     StreamInfo,
     StreamState,
@@ -105,7 +106,7 @@ class Pipeline:
         self._last_health = 0.0
         self._last_status = time.monotonic()
         self._closed = False
-        self._interrupted = False
+        self._stop_reason: StopReason | None = None  # what ended the loop, once something did
         # Snapshots for other threads: replaced whole, never mutated.
         self._health: tuple[StreamHealth, ...] = ()
         self._live_faces: tuple[FaceUpdate, ...] = ()
@@ -118,15 +119,15 @@ class Pipeline:
         self._post(command)
         return command.done
 
-    def remove_source(self, stream_id: str) -> Future[None]:
+    def remove_source(self, stream_id: str, reason: StopReason = StopReason.API) -> Future[None]:
         """Ask the loop to end a stream; the future is done once its faces and final health reached the sinks."""
-        command = RemoveSource(stream_id)
+        command = RemoveSource(stream_id, reason=reason)
         self._post(command)
         return command.done
 
-    def stop(self, interrupted: bool = False) -> None:
-        """End the loop; `interrupted` (Ctrl-C): files not yet at their end are reported interrupted."""
-        self._inbox.post(Stop(interrupted))
+    def stop(self, reason: StopReason = StopReason.RUN_ENDED) -> None:
+        """End the loop; files and uploads not yet at their end are interrupted, by `reason`."""
+        self._inbox.post(Stop(reason))
 
     def _post(self, command: AddSource | RemoveSource) -> None:
         with self._inbox_lock:
@@ -157,6 +158,7 @@ class Pipeline:
         try:
             while self._handle_commands():
                 if deadline is not None and time.monotonic() >= deadline:
+                    self._stop_reason = StopReason.DURATION
                     break
                 frames = self._collect_frames()
                 if frames:
@@ -183,7 +185,7 @@ class Pipeline:
         for work in self._streams.values():
             work.source.stop()
         for stream_id in list(self._streams):
-            self._close_stream(stream_id)
+            self._close_stream(stream_id, self._stop_reason or StopReason.RUN_ENDED)
         for command in self._inbox.drain():
             if isinstance(command, AddSource | RemoveSource):
                 answer(command.done, RuntimeError("the detector has stopped"))
@@ -207,23 +209,24 @@ class Pipeline:
                         continue
                     self._start_stream(source)
                     answer(done)
-                case RemoveSource(stream_id=stream_id, done=done):
+                case RemoveSource(stream_id=stream_id, done=done, reason=reason):
                     if stream_id not in self._streams:
                         answer(done, KeyError(f"no stream {stream_id!r} in the pipeline"))
                         continue
                     self._streams[stream_id].source.stop()
-                    self._close_stream(stream_id, removed=True)
+                    self._close_stream(stream_id, reason)
                     self._answered_after_flush.append(done)
-                case Stop(interrupted=interrupted):
-                    self._interrupted = self._interrupted or interrupted
+                case Stop(reason=reason):
+                    self._stop_reason = self._stop_reason or reason
                     keep_running = False
         return keep_running
 
     def _start_stream(self, source: Source) -> None:
         first_id = self._next_track_ids.get(source.stream_id, 1)
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
+        overload = OverloadMeter(self.settings.pipeline.overload_window_s)
         self._streams[source.stream_id] = LoopStream(
-            source, cropper, live=source.live, background=source.spec.background
+            source, cropper, live=source.live, background=source.spec.background, overload=overload
         )
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
@@ -420,27 +423,29 @@ class Pipeline:
         for stream_id in [sid for sid, work in self._streams.items() if work.source.finished]:
             self._close_stream(stream_id)
 
-    def _close_stream(self, stream_id: str, removed: bool = False) -> None:
-        """Forget a stream whose source ended or was stopped (`removed`: by a command): its faces go, its last health
+    def _close_stream(self, stream_id: str, stopped_by: StopReason | None = None) -> None:
+        """Forget a stream whose source ended, or that was stopped (`stopped_by`): its faces go, its last health
         stays."""
         work = self._streams.pop(stream_id)
         self._evict(stream_id, work.cropper.evict_all())
         self._next_track_ids[stream_id] = work.cropper.next_track_id
         work.cropper.close()
         self._stopped_sources.append(work.source)
-        final = replace(work.final_health(), state=self._final_state(work.source, removed))
+        state, reason = self._final_state(work.source, stopped_by)
+        final = replace(work.final_health(), state=state, stop_reason=reason)
         self._ended_health[stream_id] = final
         self._events.append(final)
         self._publish()
 
-    def _final_state(self, source: Source, removed: bool = False) -> StreamState:
-        """How a closed stream ended: a file stopped before its end (Ctrl-C, or removed) was interrupted. Its capture
-        thread may still be unwinding, so this does not wait for it."""
+    @staticmethod
+    def _final_state(source: Source, stopped_by: StopReason | None) -> tuple[StreamState, StopReason | None]:
+        """How a closed stream ended: a file or upload stopped before its end was interrupted, by `stopped_by`. Its
+        capture thread may still be unwinding, so this does not wait for it."""
         if source.state in (StreamState.FAILED, StreamState.TRUNCATED, StreamState.LOST):
-            return source.state
-        if (self._interrupted or removed) and source.stopped_early:
-            return StreamState.INTERRUPTED
-        return StreamState.ENDED
+            return source.state, None
+        if stopped_by is not None and source.stopped_early:
+            return StreamState.INTERRUPTED, stopped_by
+        return StreamState.ENDED, None
 
     def _report_periodically(self) -> None:
         now = time.monotonic()
@@ -469,6 +474,7 @@ class Pipeline:
                 len(work.cropper.last_tracks),
                 work.frames_processed,
                 work.source.expected_frames,
+                self.settings.pipeline,
             )
             for work in self._streams.values()
         ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from stream.capture.sources import Source
 from stream.faces.cropper import FaceCropper
-from stream.loop.overload import thinned_of
+from stream.loop.overload import OverloadMeter, thinned_of
 from stream.records import Frame, StreamHealth, StreamState
 from stream.timing import FpsMeter, span_rate
 
@@ -32,6 +32,7 @@ class LoopStream:
     last_frame_at: float | None = None  # ... and its latest
     last_annotated: float = 0.0
     last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
+    overload: OverloadMeter = field(default_factory=OverloadMeter)  # pipeline.overload_window_s
 
     def took_frame(self) -> None:
         now = time.monotonic()
@@ -78,6 +79,7 @@ class LoopStream:
             self.frames_thinned += thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1], min_track_fps)
 
     def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
+        counts = (self.frames_processed, self.frames_thinned, self.crops_encoded, self.crops_skipped)
         return StreamHealth(
             stream_id=self.source.stream_id,
             state=self.source.state,
@@ -90,4 +92,6 @@ class LoopStream:
             frames_thinned=self.frames_thinned,
             crops_encoded=self.crops_encoded,
             crops_skipped=self.crops_skipped,
+            frames_expected=self.source.expected_frames,
+            overload_share=self.overload.share(time.monotonic(), *counts),
         )

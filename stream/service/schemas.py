@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.records import StreamState, VerdictState
+from stream.records import StopReason, StreamState, VerdictState
 from stream.store import Report
 
 STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -31,12 +31,18 @@ class StreamOut(BaseModel):
     source: str = Field(description="the source reference, credentials removed")
     state: StreamState
     fps_in: float
-    fps_scored: float = Field(description="window scores per second")
+    fps_scored: float = Field(description="window scores per second, of all the stream's faces together")
     frames_read: int
     frames_dropped: int
     frames_thinned: int
     reconnects: int
     last_error: str | None
+    stop_reason: StopReason | None = Field(
+        default=None, description="an interrupted file or upload: what stopped it before its end"
+    )
+    percent_read: float | None = Field(
+        default=None, description="a file or upload: its frames read, in percent of the frames it has"
+    )
 
 
 class AddStream(BaseModel):

@@ -106,7 +106,9 @@ def upload_state(
         if stored.state is StreamState.ENDED:
             return "done", None
         if stored.state is StreamState.INTERRUPTED:
-            return "failed", "interrupted: stopped before the end of the upload"
+            by = f" by {stored.stop_reason.said}" if stored.stop_reason else ""
+            at = f" at {stored.percent_read:.0f}%" if stored.percent_read is not None else ""
+            return "failed", f"interrupted{by}{at}: stopped before the end of the upload"
         return "failed", stored.last_error or f"the upload {stored.state.value}"
     if current:
         return ("queued" if snapshot is None else "running"), None

@@ -11,7 +11,7 @@ from typing import Any
 
 from model.labels import UNCALIBRATED_WARNING
 from stream.config import VerdictPolicy
-from stream.records import FaceSummary, StreamState, VerdictState
+from stream.records import FaceSummary, StopReason, StreamState, VerdictState
 from stream.store.base import ScoreReader
 from stream.store.records import SessionRow, StreamRow
 
@@ -56,6 +56,24 @@ class StreamReport:
     verdict: str  # FAKE | REAL | UNSURE
     verdict_rule: str  # the rule that gave the verdict, in words
     faces: list[FaceReport]
+    stop_reason: str | None = None  # interrupted: what stopped it (duration, ctrl-c, sigterm, api, run-ended)
+    frames_expected: int | None = None  # a file's frame count (None: unknown, or a live source)
+    percent_read: float | None = None  # frames read in percent of frames_expected
+
+    def stopped_line(self) -> str | None:
+        """`interrupted at 12% of call.mp4 (frame 150) by --duration` for a stream cut short, else None."""
+        if self.status != "interrupted":
+            return None
+        share = "" if self.percent_read is None else f"{self.percent_read:.0f}% of "
+        by = "" if self.stop_reason is None else f" by {StopReason(self.stop_reason).said}"
+        return f"interrupted at {share}{self.source} (frame {self.frames_read}){by}"
+
+    def status_text(self) -> str:
+        """The status as the summary says it: `interrupted by --duration at 12%`, `ok`, `truncated`, …"""
+        if self.status != "interrupted":
+            return self.status
+        by = "" if self.stop_reason is None else f" by {StopReason(self.stop_reason).said}"
+        return f"interrupted{by}" + ("" if self.percent_read is None else f" at {self.percent_read:.0f}%")
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,9 @@ def _stream_report(
         verdict=verdict,
         verdict_rule=rule,
         faces=reports,
+        stop_reason=None if health is None or health.stop_reason is None else str(health.stop_reason),
+        frames_expected=None if health is None else health.frames_expected,
+        percent_read=None if health is None or health.percent_read is None else round(health.percent_read, 1),
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from stream.records import ClusterCamera, FaceSummary, StreamState, VerdictState
+from stream.records import ClusterCamera, FaceSummary, StopReason, StreamState, VerdictState
 from stream.store.records import AlertRow, FaceRow, FrameRow, HealthRow, ScoreRow, SessionRow, StreamRow, VerdictRow
 
 
@@ -46,6 +46,8 @@ def stream_row(r: Sequence[Any]) -> StreamRow:
     if r[_STREAM_WIDTH] is not None:
         values = dict(zip(HEALTH_COLUMNS, r[_STREAM_WIDTH:], strict=True))
         values["state"] = StreamState(values["state"])
+        if values["stop_reason"] is not None:
+            values["stop_reason"] = StopReason(values["stop_reason"])
         health = HealthRow(stream_id=r[_STREAM_ID], **values)
     return StreamRow(*r[:_STREAM_WIDTH], health=health)
 

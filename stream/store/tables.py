@@ -12,8 +12,9 @@ from functools import cached_property
 
 from stream.store.dialect import ID, KINDS, Dialect
 
-SCHEMA_VERSION = 5  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
-# health.crops_encoded, health.crops_skipped; 4: sessions.service_url; 5: the cluster_status table
+SCHEMA_VERSION = 6  # 2: faces.crops, health.frames_read; 3: faces.crops_skipped, health.frames_thinned,
+# health.crops_encoded, health.crops_skipped; 4: sessions.service_url; 5: the cluster_status table;
+# 6: health.frames_expected, health.stop_reason, health.overload_share
 _RESERVED = frozenset({"window"})  # a keyword in PostgreSQL: always quoted
 
 
@@ -84,7 +85,8 @@ HEALTH = Table(
     _columns(
         "session_id key, stream_id key, state text, fps_in real, fps_scored real, frames_dropped count, "
         "reconnects count, last_error text null, t real, frames_read count since 2, frames_thinned count since 3, "
-        "crops_encoded count since 3, crops_skipped count since 3"
+        "crops_encoded count since 3, crops_skipped count since 3, frames_expected count null since 6, "
+        "stop_reason text null since 6, overload_share real since 6"
     ),
     key=("session_id", "stream_id"),
 )

@@ -38,6 +38,8 @@ def streams_router(detector: Detector) -> APIRouter:
             frames_thinned=health.frames_thinned if health else 0,
             reconnects=health.reconnects if health else 0,
             last_error=health.last_error if health else (source.last_error if source else None),
+            stop_reason=health.stop_reason if health else None,
+            percent_read=None if health is None or health.percent_read is None else round(health.percent_read, 1),
         )
 
     def streams() -> dict[str, StreamOut]:
