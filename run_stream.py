@@ -290,18 +290,25 @@ def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
 
 
 def model_info(settings: Settings) -> int:
+    from dataclasses import replace
+
     from model.engines import build_engine
+    from model.spread import spread_of
     from model.summary import summarise
     from model.weights import resolve_weights
     from stream.capture.demo import astronaut_face_crops
     from stream.detector import cpu_calibration
-    from stream.loop.verdicts import threshold_line, with_checkpoint
+    from stream.loop.verdicts import threshold_line, window_warning, with_checkpoint
 
     loaded = resolve_weights(settings.model.weights)
     engine = build_engine(loaded, settings.model.device, settings.model.cpu_engine, None, cpu_calibration(settings))
     for line in summarise(loaded, engine, astronaut_face_crops()).lines():
         print(line)
-    print(threshold_line(with_checkpoint(settings.verdicts, loaded.threshold)))
+    policy = replace(settings.verdicts, calibrated=loaded.calibrated)
+    print(threshold_line(with_checkpoint(policy, loaded.threshold), spread_of(loaded.metrics)))
+    served = window_warning(loaded, settings.model.window)
+    if served:
+        print(f"warning: {served}")
     if engine.choice and engine.choice.line:
         print(f"engine choice: {engine.choice.line}")
     if engine.choice and engine.choice.gate:

@@ -35,7 +35,7 @@ from bench.common import print_table
 from bench.pipeline import make_video
 from model.cpu import cpu_description
 from model.engines import Engine, build_engine
-from model.engines.choice import measure
+from model.engines.timing import measure
 from model.weights import LoadedModel, random_model
 from stream.capture.decoding import decode_frames, open_container
 from stream.capture.references import SourceSpec

@@ -116,3 +116,42 @@ def reliability(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> Relia
     filled = counts > 0
     ece = float((np.abs(predicted - observed)[filled] * counts[filled]).sum() / max(counts.sum(), 1))
     return Reliability(predicted, observed, counts.astype(np.int64), ece)
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float
+    rounds: int
+
+
+def bootstrap_auc(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    clusters: np.ndarray | None = None,
+    rounds: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """A percentile bootstrap interval for the AUC (seeded, so a report is reproducible). `clusters` (e.g. each
+    window's video) are resampled whole, within their label: windows of one video are not independent samples."""
+    labels, scores = _checked(labels, scores)
+    clusters = np.arange(labels.size) if clusters is None else np.asarray(clusters).ravel()
+    if clusters.shape != labels.shape:
+        raise MetricError(f"{labels.size} labels but {clusters.size} cluster ids")
+    rng = np.random.default_rng(seed)
+    members: dict[int, list[np.ndarray]] = {}
+    for label in (0, 1):
+        ids = np.unique(clusters[labels == label])
+        members[label] = [np.flatnonzero((clusters == c) & (labels == label)) for c in ids]
+    values = np.empty(rounds)
+    for r in range(rounds):
+        picked = [
+            members[label][i] for label in (0, 1) for i in rng.integers(0, len(members[label]), len(members[label]))
+        ]
+        chosen = np.concatenate(picked)
+        values[r] = auc(labels[chosen], scores[chosen])
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(float(low), float(high), level, rounds)

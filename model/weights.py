@@ -78,6 +78,16 @@ class LoadedModel:
     def arch(self) -> str:
         return self.network.arch
 
+    @property
+    def expected_window(self) -> int | None:
+        """The window this checkpoint's scores and threshold were made for: its calibration's, else our trainer's;
+        None for the original six uncalibrated by us, which score each frame alone and serve any window."""
+        evaluation = self.metrics.get("evaluation")
+        window = evaluation.get("window") if isinstance(evaluation, Mapping) else None
+        if isinstance(window, int) and not isinstance(window, bool):
+            return window
+        return self.trained_window if "training" in self.metrics else None
+
     def describe(self) -> str:
         """One line for logs and the dashboard, with the uncalibrated warning where it applies."""
         if not self.calibrated and self.path is not None:

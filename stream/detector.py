@@ -20,7 +20,7 @@ from stream.config.store_location import local_path
 from stream.faces.cropper import crop_geometry
 from stream.faces.mediapipe_detectors import FaceDetector
 from stream.loop.pipeline import Pipeline
-from stream.loop.verdicts import with_checkpoint
+from stream.loop.verdicts import window_warning, with_checkpoint
 from stream.records import FaceSummary, StopReason, StreamHealth
 from stream.sinks.log_sink import LogSink
 from stream.sinks.protocol import Sink
@@ -74,6 +74,9 @@ class Detector:
         self.loaded = loaded or resolve_weights(settings.model.weights)
         # The threshold in force: the config's (or --threshold), else the checkpoint's calibrated one, else 0.5.
         self.policy = with_checkpoint(settings.verdicts, self.loaded.threshold)
+        self.window_warning = window_warning(self.loaded, settings.model.window)
+        if self.window_warning:
+            log.warning("%s", self.window_warning)
         self.engine = engine or build_engine(
             self.loaded, settings.model.device, settings.model.cpu_engine, cache_dir, cpu_calibration(settings)
         )
@@ -85,6 +88,8 @@ class Detector:
                 config["engine_gate"] = choice.gate
             if choice and choice.line:
                 config["engine_choice"] = choice.line
+            if self.window_warning:
+                config["window_warning"] = self.window_warning  # the report's settings say so
             self.session_id = self.writer.start_session(self._session_info(sources), config)
         except BaseException:
             self.writer.close()

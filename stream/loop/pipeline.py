@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from model.engines import Engine
+from model.spread import spread_of
 from model.weights import LoadedModel
 from stream.capture.sources import Source
 from stream.config import Settings
@@ -83,7 +84,7 @@ class Pipeline:
         self._engine_rate = engine.choice.crops_per_s if engine.choice else None
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
-        self._threshold_line = threshold_line(policy)
+        self._threshold_line = threshold_line(policy, spread_of(loaded.metrics))
         self._printer = StatusPrinter(engine.name, self._engine_rate, self._threshold_line)
         shape = RingShape(settings.model.window, FEATURE_DIM, loaded.arch == "seed", settings.pipeline.thumb_size)
         self._faces = FaceRegistry(shape, policy)

@@ -1,4 +1,5 @@
-"""Window score -> rolling score -> verdict (REAL / FAKE / UNSURE) with threshold and hysteresis; alert events."""
+"""Window score -> rolling score -> verdict (REAL / FAKE / UNSURE) with threshold and hysteresis; alert events; what a
+checkpoint's calibration says about the threshold in force and the served window."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, replace
 
+from model.spread import served_hysteresis, unsure_warning
+from model.weights import LoadedModel
 from stream.config import DEFAULT_THRESHOLD, THRESHOLD_ORIGINS, VerdictPolicy
 from stream.records import Alert, Verdict, VerdictState, band_verdict
 
@@ -19,15 +22,29 @@ def with_checkpoint(policy: VerdictPolicy, checkpoint_threshold: float | None) -
         return replace(policy, threshold_from="config")
     if checkpoint_threshold is None:
         return replace(policy, threshold=DEFAULT_THRESHOLD, threshold_from="default")
-    room = min(checkpoint_threshold, 1.0 - checkpoint_threshold)
-    hysteresis = min(policy.hysteresis, room / 2)
+    hysteresis = served_hysteresis(checkpoint_threshold, policy.hysteresis)
     return replace(policy, threshold=checkpoint_threshold, hysteresis=hysteresis, threshold_from="checkpoint")
 
 
-def threshold_line(policy: VerdictPolicy) -> str:
-    """`verdict threshold 0.620 ± 0.100: the checkpoint's calibrated threshold (...)`."""
+def threshold_line(policy: VerdictPolicy, score_spread: list[float] | None = None) -> str:
+    """`verdict threshold 0.620 ± 0.100: the checkpoint's calibrated threshold (...)`; with the calibration's
+    `score_spread` (model/spread.py), a warning when that band would keep most verdicts UNSURE."""
     origin = THRESHOLD_ORIGINS.get(policy.threshold_from or ("config" if policy.threshold is not None else "default"))
-    return f"verdict threshold {policy.effective_threshold:.3f} ± {policy.hysteresis:.3f}: {origin}"
+    line = f"verdict threshold {policy.effective_threshold:.3f} ± {policy.hysteresis:.3f}: {origin}"
+    warning = unsure_warning(score_spread, policy.effective_threshold, policy.hysteresis) if policy.calibrated else None
+    return f"{line}; WARNING: {warning} (verdicts.hysteresis in a --config file)" if warning else line
+
+
+def window_warning(loaded: LoadedModel, window: int) -> str | None:
+    """One line when `loaded` was calibrated (or, ours, trained) at another window than the one served, else None."""
+    made_for = loaded.expected_window
+    if made_for is None or made_for == window:
+        return None
+    how = "calibrated" if loaded.threshold is not None else "trained"
+    return (
+        f"{loaded.name} was {how} at window {made_for} but is served at window {window}: its scores and threshold "
+        f"were made for {made_for}-frame windows (serve it with --window {made_for}, or calibrate it at {window})"
+    )
 
 
 @dataclass(frozen=True)

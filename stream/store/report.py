@@ -213,6 +213,7 @@ def build_report(reader: ScoreReader, session_id: str, stream_ids: Collection[st
             "crop_geometry": config.get("crop_geometry"),
             "device": session.device,
             "engine": session.engine,
+            "window_warning": config.get("window_warning"),
         },
         streams=streams,
     )
