@@ -19,10 +19,15 @@ from model.clips import ClipRef, Split, clip_refs, longest_track, split_by_group
 from model.labels import ARCHITECTURE_NAMES
 from model.network import DeepfakeNet, build_network
 from model.prepared import SERVING_CROP_GEOMETRY, Manifest, PreparedDataError, read_manifest
+from model.progress import duration
 from model.trainer import EpochRecord, TrainConfig, Trainer, TrainError
 from model.weights import CheckpointError, load_checkpoint, save_checkpoint
 
 MIN_TRAIN_WINDOW = 2
+FIRST_RECIPE_HINT = (
+    "note: a random backbone trained whole learns slowly (about 25 min for 20 epochs of 10 videos on 2 CPU cores, "
+    "AUC still swinging); for a first model: --freeze-backbone --no-augment --lr 1e-3 --window 10 (docs/training.md)"
+)
 
 
 def parse_args(argv: Sequence[str]):
@@ -170,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_refs, val_refs = with_self_blends(train_refs), with_self_blends(val_refs)
         trainer = Trainer(network, manifest, split, train_refs, val_refs, config, device, not args.no_progress)
         print_plan(manifest, split, trainer, started, out)
+        if args.init is None and not config.freeze_backbone:
+            print(FIRST_RECIPE_HINT, file=sys.stderr)
         marks = fingerprint(args, config, manifest)
         if resume_path.is_file() and not args.restart:
             trainer.load_state(resume_path, marks)
@@ -179,12 +186,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    began = time.monotonic()
+    epoch_began = [began]
+
     def on_epoch(record: EpochRecord) -> None:
         trainer.save_state(resume_path, marks)
-        shown = "-" if record.val_auc is None else f"{record.val_auc:.3f}"
-        print(f"epoch {record.epoch}/{config.epochs}: loss {record.loss:.4f}, val AUC {shown}", file=sys.stderr)
+        now = time.monotonic()
+        took, epoch_began[0] = now - epoch_began[0], now
+        left = config.epochs - record.epoch
+        # The last epoch's time, not the mean: the first one also computes cached features and is slower.
+        eta = f", ETA {duration(took * left)} for {left} more" if left else ""
+        print(
+            f"epoch {record.epoch}/{config.epochs}: loss {record.loss:.4f}, {validation_text(record.val_auc, trainer)}"
+            f" ({duration(took)}{eta})",
+            file=sys.stderr,
+        )
 
-    began = time.monotonic()
     try:
         trainer.run(on_epoch)
     except KeyboardInterrupt:
@@ -200,15 +217,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     save(trainer, out, metrics)
     resume_path.unlink(missing_ok=True)
     result = metrics["training"]
-    shown = {k: "-" if result[k] is None else f"{result[k]:.3f}" for k in ("train_auc", "val_auc")}
+    train_auc = "-" if result["train_auc"] is None else f"{result['train_auc']:.3f}"
     print(
         f"trained {config.arch} (window {config.window}) for {config.epochs} epochs in "
         f"{time.monotonic() - began:.1f} s:"
         f" loss {trainer.state.history[0].loss:.4f} -> {trainer.state.history[-1].loss:.4f}, train AUC "
-        f"{shown['train_auc']}, val AUC {shown['val_auc']} -> {out} (uncalibrated until: python -m model.evaluate "
-        f"{out} DATA --calibrate OUT)"
+        f"{train_auc}, {validation_text(result['val_auc'], trainer)} -> {out} (uncalibrated until: python -m "
+        f"model.evaluate {out} HELD-OUT-DATA --calibrate OUT)"
     )
     return 0
+
+
+def validation_text(val_auc: float | None, trainer: Trainer) -> str:
+    """`val AUC 0.875 on 4 videos (12 clips)`: few videos make a noisy AUC, so the count is always beside it."""
+    if val_auc is None:
+        return "val AUC - (no validation clips of both labels)"
+    return f"val AUC {val_auc:.3f} on {trainer.val_videos} videos ({len(trainer.val_refs)} clips)"
 
 
 def save(trainer: Trainer, out: Path, metrics: dict) -> None:

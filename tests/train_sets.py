@@ -33,11 +33,19 @@ def forged(patch: np.ndarray) -> np.ndarray:
 
 
 def moving_face(clip: int, fake: bool) -> Scene:
-    """Clip `clip`'s face (its own size, start and motion), forged or not."""
+    """Clip `clip`'s face (its own size, start and motion), forged or not. Clips 0-5 cross the frame left to right;
+    later clips start elsewhere and every other six walk right to left, so no two clips are the same scene."""
     scale = 0.5 + 0.05 * (clip % 3)
     head = head_patch(flip=bool(clip % 2), scale=scale)
     head = forged(head) if fake else head
-    x0, y0, dx, dy = 20 + 15 * clip, 10 + 4 * clip, 2 + clip % 3, (clip % 2) - 0.5
+    slot, round_ = clip % 6, clip // 6
+    speed, dy = 2 + clip % 3, (clip % 2) - 0.5
+    if round_ == 0:
+        x0, y0, dx = 20 + 15 * slot, 10 + 4 * slot, speed
+    elif round_ % 2:
+        x0, y0, dx = 150 - 10 * slot, 25 + 5 * slot + round_, -speed
+    else:
+        x0, y0, dx = 10 + 12 * slot, 28 + 4 * slot + round_, speed
 
     def frame(i: int) -> np.ndarray:
         canvas = background(*SIZE).copy()
@@ -53,10 +61,11 @@ def write_clip(path: Path, clip: int, fake: bool, frames: int) -> Path:
     return write_video(path, (scene(i) for i in range(frames)))
 
 
-def labelled_set(folder: Path, clips: int = 4, frames: int = 16) -> Path:
-    """`clips` REAL videos and their FAKE versions, with labels.csv grouping each fake with its original."""
+def labelled_set(folder: Path, clips: int = 4, frames: int = 16, first: int = 0) -> Path:
+    """`clips` REAL videos and their FAKE versions (clip numbers from `first`), with labels.csv grouping each fake with
+    its original."""
     rows = ["file,label,group"]
-    for clip in range(clips):
+    for clip in range(first, first + clips):
         write_clip(folder / f"real_{clip}.mp4", clip, False, frames)
         write_clip(folder / f"fake_{clip}.mp4", clip, True, frames)
         rows += [f"real_{clip}.mp4,REAL,person{clip}", f"fake_{clip}.mp4,FAKE,person{clip}"]

@@ -103,7 +103,7 @@ def prepare(
     todo = [v for v in dataset.videos if v.file not in done]
     if done and todo:
         print(f"resuming: {len(done)} videos already prepared, {len(todo)} to go", file=sys.stderr)
-    bar = Progress("prepare", len(todo)) if progress else None
+    bar = Progress("prepare", len(todo), unit="videos") if progress else None
     crops_total = 0
     for index, video in enumerate(todo):
         manifest = _prepare_one(manifest, video, settings, max_frames)
