@@ -12,7 +12,7 @@ import pytest
 
 import run_stream
 from stream.cluster import cli as cluster_cli
-from stream.config.logs import configure_logging
+from stream.config.logs import CHATTY_LOGGERS, configure_logging
 
 pytestmark = pytest.mark.fast  # make test-fast
 CHATTY = ("aiortc.rtcpeerconnection", "aioice.ice", "uvicorn.error", "uvicorn.access", "httpx", "ray")
@@ -20,14 +20,14 @@ CHATTY = ("aiortc.rtcpeerconnection", "aioice.ice", "uvicorn.error", "uvicorn.ac
 
 @pytest.fixture
 def levels() -> Iterator[None]:
-    """The root's and our logger's levels put back after the test."""
-    root, ours = logging.getLogger(), logging.getLogger("deepfake_stream")
-    saved = root.level, ours.level
+    """The levels of the root, ours and the chatty libraries' loggers put back after the test."""
+    loggers = [logging.getLogger(name) for name in ("", "deepfake_stream", *CHATTY_LOGGERS)]
+    saved = [logger.level for logger in loggers]
     try:
         yield
     finally:
-        root.setLevel(saved[0])
-        ours.setLevel(saved[1])
+        for logger, level in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
 
 
 def said(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -41,6 +41,8 @@ def said(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_other_libraries_say_only_their_warnings_by_default(levels, caplog) -> None:
+    for name in ("uvicorn.error", "uvicorn.access", "ray"):  # as uvicorn and Ray leave them once they have run
+        logging.getLogger(name).setLevel(logging.INFO)
     configure_logging(run_stream.parse_args(["demo"]).verbose)
     assert said(caplog) == ["aioice: a warning", "ours: a status line"]
 

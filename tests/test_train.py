@@ -86,7 +86,10 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path) -> None:
     command = [sys.executable, "-m", "model.train", str(train_flow.prepared()), "--epochs", "40", "--no-augment"]
     command += ["--out", str(out), "--no-progress", *train_flow.TRAIN_FLAGS]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default, as in a terminal: a suite started in the background (`make test &`) ignores SIGINT, and an
+    # ignored SIGINT is inherited, so Python would not turn it into KeyboardInterrupt.
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=restore_sigint)
     seen = []
     for line in process.stderr:
         seen.append(line)

@@ -7,6 +7,9 @@ import logging
 import sys
 
 PROJECT_LOGGER = "deepfake_stream"  # every module of the project logs here
+# Libraries that set levels on their own loggers (uvicorn's and Ray's set INFO when they configure themselves), so the
+# root's level alone does not quiet them: each gets the level explicitly.
+CHATTY_LOGGERS = ("aiortc", "aioice", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "ray")
 
 
 def configure_logging(verbose: bool = False, prefix: str = "") -> None:
@@ -17,5 +20,8 @@ def configure_logging(verbose: bool = False, prefix: str = "") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s", datefmt="%H:%M:%S"))
         root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    level = logging.INFO if verbose else logging.WARNING
+    root.setLevel(level)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     logging.getLogger(PROJECT_LOGGER).setLevel(logging.INFO)
