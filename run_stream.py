@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from model.cli import OneLineParser
 from model.labels import UNCALIBRATED_WARNING
-from stream.config.flags import SHARED_FLAGS, add_flags, add_verbose, flag_overrides
+from stream.config.flags import SERVICE_FLAGS, SHARED_FLAGS, add_flags, add_verbose, flag_overrides
 from stream.config.logs import configure_logging
-from stream.network import TOKEN_ENV
+from stream.config.tokens import add_token_flags, token_keys
 
 if TYPE_CHECKING:
     from stream.capture.references import SourceSpec
@@ -99,7 +99,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="[HOST:]PORT",
         help="run the HTTP service (control API, uploads, WHIP) on HOST (default 127.0.0.1):PORT (0: a free port)",
     )
-    parser.add_argument("--token", help=f"bearer token the service requires (default: ${TOKEN_ENV})")
+    add_token_flags(parser)
+    add_flags(parser, SERVICE_FLAGS)
     parser.add_argument(
         "--webhook",
         action="append",
@@ -133,7 +134,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     """The config file, then the flags over the same keys."""
     from stream.config import DEFAULT_CONFIG, load_settings, with_overrides
 
-    flags = flag_overrides(args, SHARED_FLAGS) | serve_keys(args)
+    flags = flag_overrides(args, SHARED_FLAGS) | flag_overrides(args, SERVICE_FLAGS) | serve_keys(args)
     settings = load_settings(args.config or DEFAULT_CONFIG, flags)
     if args.webhook:  # added to the config's webhooks, not instead of them
         settings = with_overrides(settings, {"service.webhooks": [*settings.service.webhooks, *args.webhook]})
@@ -141,8 +142,12 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
 
 
 def serve_keys(args: argparse.Namespace) -> dict[str, object]:
-    """`--serve` and `--token` (else $DEEPFAKE_STREAM_TOKEN) as the service's config keys."""
-    keys: dict[str, object] = {"service.token": args.token or os.environ.get(TOKEN_ENV) or None}
+    """`--serve` and the tokens (stream/config/tokens.py: a file, the environment, or a flag with a warning) as the
+    service's config keys."""
+    tokens, warnings = token_keys(args, os.environ)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    keys: dict[str, object] = dict(tokens)
     if args.serve is not None:
         keys["service.host"], keys["service.port"] = args.serve
     return keys
@@ -234,7 +239,12 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
         dashboard = (
-            start_dashboard(settings.store.db, host=args.dashboard_address, token=settings.service.token)
+            start_dashboard(
+                settings.store.db,
+                host=args.dashboard_address,
+                token=settings.service.token,
+                tls_ca=settings.service.tls_ca,
+            )
             if args.dashboard
             else None
         )
@@ -276,13 +286,14 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
 
 def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
     """Serve the dashboard over the store with the safe flags (127.0.0.1 unless told, no usage statistics) until a
-    signal; the service token (`--token` or $DEEPFAKE_STREAM_TOKEN) goes to it through its environment."""
+    signal; the service's admin token and CA file go to it through its environment."""
     from dashboard.launch import start_dashboard
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with start_dashboard(settings.store.db, host=address, token=settings.service.token) as dashboard:
+    service = settings.service
+    with start_dashboard(settings.store.db, host=address, token=service.token, tls_ca=service.tls_ca) as dashboard:
         print(f"dashboard: {dashboard.url}", flush=True)
         log.info("serving the store %s; Ctrl-C stops", settings.store.db)
         stop.wait()

@@ -166,8 +166,8 @@ def pick_page() -> str:
 
 def pick_detector(db: Path, reader: ScoreReader | None) -> detectors.Target:
     """The newest running detector with a service; a picker in the sidebar when there are several."""
-    token = control.token_from(os.environ)
-    found = detectors.find_detectors(reader, db, lambda url: control.Control(url, token).alive())
+    token, ca = control.token_from(os.environ), control.ca_from(os.environ)
+    found = detectors.find_detectors(reader, db, lambda url: control.Control(url, token, ca=ca).alive())
     if not found.running:
         return detectors.Target(None, None, found.reason)
     chosen = found.running[0]
@@ -182,7 +182,7 @@ def pick_detector(db: Path, reader: ScoreReader | None) -> detectors.Target:
                 help="Several detectors are running on this store: the commands on this page go to this one.",
             )
         chosen = by_url.get(str(url), chosen)
-    return detectors.Target(chosen, control.Control(chosen.url, token), None)
+    return detectors.Target(chosen, control.Control(chosen.url, token, ca=ca), None)
 
 
 def control_page(name: str, db: Path, reader: ScoreReader | None) -> None:

@@ -9,6 +9,7 @@ is a `ControlError` whose message is one line for the page (credentials in URLs 
 from __future__ import annotations
 
 import re
+import ssl
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import IO, Any
 
 import httpx
 
-from stream.network import TOKEN_ENV
+from stream.network import TLS_CA_ENV, TOKEN_ENV
 
 TIMEOUT_S = 15.0  # one command (adding an RTSP camera waits for it to open: the service answers within its timeout)
 PROBE_TIMEOUT_S = 0.5  # is this service there at all (GET /healthz)
@@ -36,6 +37,11 @@ def redact(text: str) -> str:
 
 def token_from(environ: Mapping[str, str]) -> str | None:
     return environ.get(TOKEN_ENV) or None
+
+
+def ca_from(environ: Mapping[str, str]) -> str | None:
+    """The CA file the service's certificate is verified with (`service.tls_ca`, handed over by run_stream.py)."""
+    return environ.get(TLS_CA_ENV) or None
 
 
 @dataclass(frozen=True)
@@ -105,12 +111,24 @@ def _chunks(file: IO[bytes], size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
 
 class Control:
-    """The detector service at `url` (as its session recorded it), with the token when there is one."""
+    """The detector service at `url` (as its session recorded it), with the token when there is one. An https://
+    service's certificate is verified against `ca` (a PEM file) when given, else against the default CA bundle."""
 
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = TIMEOUT_S, ca: str | None = None) -> None:
         self.url = url.rstrip("/") + "/"
         self._token = token
         self._timeout_s = timeout_s
+        self._ca = ca
+        self._verify: ssl.SSLContext | bool | None = None if ca else True
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        if self._verify is None:
+            try:
+                self._verify = ssl.create_default_context(cafile=self._ca)
+            except (OSError, ssl.SSLError) as error:
+                reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+                raise ControlError(f"the CA file {self._ca} cannot be used: {reason}") from None
+        return self._verify
 
     def _client(self, timeout: httpx.Timeout | float | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
@@ -121,6 +139,7 @@ class Control:
             timeout=self._timeout_s if timeout is None else timeout,
             trust_env=False,
             follow_redirects=False,
+            verify=self._tls(),
         )
 
     def _call(
@@ -154,7 +173,7 @@ class Control:
         try:
             with self._client(PROBE_TIMEOUT_S) as client:
                 return client.get("healthz").is_success
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ControlError):
             return False
 
     def limits(self) -> UploadLimits:

@@ -4,7 +4,8 @@
 it alone over a store; the browser test uses it too. The dashboard listens on 127.0.0.1 unless told otherwise, on a
 free port when none is given, and makes no connection of its own beyond the machine (`command()`). On any other
 address it needs `DEEPFAKE_STREAM_DASHBOARD_PASSWORD` in the environment (dashboard/access.py). The detector
-service's token reaches it through its environment (`DEEPFAKE_STREAM_TOKEN`), never its argv.
+service's admin token reaches it through its environment (`DEEPFAKE_STREAM_TOKEN`), never its argv, and so does the CA
+file that verifies an https:// service's certificate (`DEEPFAKE_STREAM_TLS_CA`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import IO
 
 from dashboard.access import address_problem
 from stream.config.store_location import StoreTarget, parse_store_target
-from stream.network import TOKEN_ENV
+from stream.network import TLS_CA_ENV, TOKEN_ENV
 
 APP = Path(__file__).resolve().with_name("app.py")
 _POLL_S = 0.1
@@ -146,11 +147,13 @@ def start_dashboard(
     host: str = "127.0.0.1",
     timeout_s: float = 60.0,
     token: str | None = None,
+    tls_ca: Path | None = None,
 ) -> DashboardProcess:
     """Start the dashboard over the store at `db` and wait until it answers HTTP; `DashboardError` if it cannot.
 
     `port=None` picks a free port. The store need not exist yet: the page says how to start the detector and
-    shows the data once it appears. `token`: the detector service's, handed over in the child's environment.
+    shows the data once it appears. `token`: the detector service's admin token, and `tls_ca`: the CA file its
+    certificate is verified with, both handed over in the child's environment (never its argv).
     A `host` other than loopback is refused unless the password is set in the environment.
     """
     problem = address_problem(host, os.environ)
@@ -159,6 +162,8 @@ def start_dashboard(
     env = dict(os.environ)
     if token:
         env[TOKEN_ENV] = token
+    if tls_ca is not None:
+        env[TLS_CA_ENV] = str(Path(tls_ca).resolve())
     db = parse_store_target(db)  # a postgresql:// URL stays a URL (its password, never in it, comes from libpq)
     if isinstance(db, Path):
         db = db.resolve()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 
 LOOPBACK = "127.0.0.1"  # where everything listens unless the user gives an address (and a token or password)
-TOKEN_ENV = "DEEPFAKE_STREAM_TOKEN"  # the detector service's token (the dashboard sends it; never the browser)
+TOKEN_ENV = "DEEPFAKE_STREAM_TOKEN"  # the service's admin token (the dashboard sends it; never the browser)
+PUBLISH_TOKEN_ENV = "DEEPFAKE_STREAM_PUBLISH_TOKEN"  # a WHIP publisher's token (WHIP only)
+TLS_CA_ENV = "DEEPFAKE_STREAM_TLS_CA"  # the CA file the dashboard verifies the service's certificate with
 
 
 def is_loopback(host: str | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from model.cli import positive_int
@@ -56,11 +57,23 @@ SHARED_FLAGS: dict[str, Flag] = {
     "realtime": Flag("sources.realtime", "pace files like a live stream", negatable=True),
 }
 
+# run_stream.py's flags over the service's keys (after --serve in its --help).
+SERVICE_FLAGS: dict[str, Flag] = {
+    "tls_cert": Flag("service.tls_cert", "serve https:// with this PEM certificate (chain); needs --tls-key", Path),
+    "tls_key": Flag("service.tls_key", "the PEM private key of --tls-cert", Path),
+    "tls_ca": Flag("service.tls_ca", "the PEM CA the dashboard verifies the service's certificate with", Path),
+    "public_url": Flag(
+        "service.public_url", "the URL clients call (stored in the session instead of the bind address)"
+    ),
+}
+_FLAGS = {**SHARED_FLAGS, **SERVICE_FLAGS}
+
 
 def add_flags(parser: argparse.ArgumentParser, names: Iterable[str], helps: Mapping[str, str] | None = None) -> None:
-    """Add the shared flags `names` to `parser` in that order; `helps` words a flag's help for that command only."""
+    """Add the flags `names` (of SHARED_FLAGS or SERVICE_FLAGS) to `parser` in that order; `helps` words a flag's
+    help for that command only."""
     for name in names:
-        flag = SHARED_FLAGS[name]
+        flag = _FLAGS[name]
         options: dict[str, Any] = {"help": (helps or {}).get(name, flag.help)}
         if flag.negatable:
             options["action"] = argparse.BooleanOptionalAction
@@ -72,8 +85,8 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str], helps: Mapp
 
 
 def flag_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
-    """The shared flags `names` of parsed `args` as config keys (None: not given)."""
-    return {SHARED_FLAGS[name].key: getattr(args, name) for name in names}
+    """The flags `names` of parsed `args` as config keys (None: not given)."""
+    return {_FLAGS[name].key: getattr(args, name) for name in names}
 
 
 VERBOSE_HELP = (

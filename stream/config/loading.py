@@ -80,7 +80,7 @@ def _shown(value: Any) -> str:
 
 _EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path (string)"}
 # Keys whose value is a secret: kept out of the config saved with a session.
-SECRET_KEYS = frozenset({"service.token"})
+SECRET_KEYS = frozenset({"service.token", "service.publish_token"})
 
 
 def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from model.labels import CPU_ENGINES, DEVICES, MAX_WINDOW, MIN_WINDOW, is_device_name
 from stream.config.store_location import StoreTarget
@@ -280,7 +281,13 @@ class StoreSettings:
 class ServiceSettings:
     host: str = LOOPBACK  # where the HTTP service listens; anything but loopback needs a token
     port: int | None = None  # None: no service; 0: a free port
-    token: str | None = None  # bearer token the API and WHIP require (never stored or logged)
+    token: str | None = None  # the admin's bearer token: the API, uploads, metrics and WHIP (never stored or logged)
+    publish_token: str | None = None  # a publisher's bearer token: WHIP only (needs `token`; never stored or logged)
+    allowed_hosts: tuple[str, ...] = ()  # Host header names accepted besides loopback (DNS-rebinding guard)
+    public_url: str | None = None  # the URL clients call (stored in the session instead of the bind address)
+    tls_cert: Path | None = None  # PEM certificate (chain): serve https:// (with tls_key)
+    tls_key: Path | None = None  # PEM private key of tls_cert
+    tls_ca: Path | None = None  # PEM CA the dashboard's client verifies the service's certificate with
     webhooks: tuple[str, ...] = ()  # URLs that get a JSON POST for each FAKE alert and stream lost/recovered
     webhook_timeout_s: float = 5.0  # one POST gives up after this long ...
     webhook_retries: int = 3  # ... and is retried this many times with growing backoff
@@ -307,9 +314,39 @@ class ServiceSettings:
         for url in self.webhooks:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"webhooks must be http:// or https:// URLs, got {url!r}")
+        self._check_access()
+
+    def _check_access(self) -> None:
+        if self.publish_token is not None:
+            if not self.publish_token.strip():
+                raise ValueError("publish_token must not be empty (null: no publish token)")
+            if self.token is None:
+                raise ValueError("publish_token needs token (the admin's) too: set both, or neither")
+            if self.publish_token == self.token:
+                raise ValueError("publish_token must differ from token (the admin's): make a second one")
+        for name in self.allowed_hosts:
+            if not name or any(c in name for c in "/@ \t") or name.count(":") == 1:
+                raise ValueError(f"allowed_hosts holds names or addresses without scheme or port, got {name!r}")
+        if self.public_url is not None and not _is_base_url(self.public_url):
+            raise ValueError(f"public_url must be an http:// or https:// URL with a host, got {self.public_url!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both (--tls-cert and --tls-key), or neither")
 
     def is_loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def _is_base_url(url: str) -> bool:
+    parsed = urlsplit(url)
+    try:
+        parsed.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and not parsed.username and not parsed.query
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 `/healthz`, `/openapi.json`, and the routers of its extensions (WHIP, metrics).
 
 An extension is any object with `router: fastapi.APIRouter` and `async def aclose(self) -> None`, called on the
-service's loop when it shuts down. Every route but `/healthz` takes the bearer token when one is set.
+service's loop when it shuts down. Every route but `/healthz` takes the admin's bearer token when one is set (WHIP
+also the publish token: stream/service/auth.py); stream/service/host_check.py turns away other sites' requests.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from fastapi.responses import JSONResponse
 
 from stream.config import ServiceSettings
 from stream.detector import Detector
-from stream.service.auth import token_guard
-from stream.service.listen import ServiceError, check_bind, listen
+from stream.service.auth import publish_guard, token_guard
+from stream.service.host_check import HostCheck
+from stream.service.listen import ServiceError, check_bind, check_tls, listen
 from stream.service.routes.faces import faces_router
 from stream.service.routes.metrics import MetricsRoute
 from stream.service.routes.streams import STOP_TIMEOUT_S, streams_router
@@ -55,9 +57,10 @@ def default_extensions(detector: Detector, settings: ServiceSettings) -> list[Ex
     built one, its Prometheus metrics at `/metrics`."""
     from stream.service.whip import WhipIngest
 
-    extensions: list[Extension] = [WhipIngest(detector, settings, token_guard(settings.token))]
+    whip_guard = publish_guard(settings.token, settings.publish_token)
+    extensions: list[Extension] = [WhipIngest(detector, settings, whip_guard)]
     if detector.metrics is not None:
-        extensions.append(MetricsRoute(detector.metrics, token_guard(settings.token)))
+        extensions.append(MetricsRoute(detector.metrics, token_guard(settings.token, settings.publish_token)))
     return extensions
 
 
@@ -101,7 +104,8 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
         redoc_url=None,
         lifespan=lifespan,
     )
-    guard = Depends(token_guard(settings.token))
+    app.add_middleware(HostCheck, settings=settings)
+    guard = Depends(token_guard(settings.token, settings.publish_token))
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -150,6 +154,7 @@ class Service:
         listener: socket.socket | None = None,
     ) -> None:
         check_bind(settings)
+        check_tls(settings)
         self.detector = detector
         self.settings = settings
         self._listener = listener
@@ -160,7 +165,8 @@ class Service:
         self._failure: BaseException | None = None
 
     def start(self) -> str:
-        """Listen (port 0: a free one), serve, record the URL (never the token) in the session; the base URL."""
+        """Listen (port 0: a free one), serve, record the URL clients call (`public_url`, else this one; never the
+        token) in the session; the base URL it listens on (https:// with TLS)."""
         if self._thread is not None:
             raise RuntimeError("the service was started already")
         sock, self._listener = self._listener or listen(self.settings.host, self.settings.port or 0), None
@@ -174,6 +180,8 @@ class Service:
             lifespan="on",
             timeout_graceful_shutdown=GRACE_S,
             access_log=access,
+            ssl_certfile=self.settings.tls_cert,
+            ssl_keyfile=self.settings.tls_key,
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="service", daemon=True)
@@ -184,9 +192,16 @@ class Service:
         if not server.started:
             self.stop()
             raise ServiceError(f"the service did not start: {self._failure or 'timed out'}")
-        host = self.settings.host
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
-        self.detector.writer.set_service_url(self.detector.session_id, self.url)
+        host, scheme = self.settings.host, "https" if self.settings.tls else "http"
+        self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
+        if not self.settings.is_loopback() and not self.settings.tls:
+            log.warning(
+                "service: serving on %s without TLS: tokens and video cross the network readable by anyone on it; "
+                "give --tls-cert and --tls-key",
+                host,
+            )
+        public = self.settings.public_url
+        self.detector.writer.set_service_url(self.detector.session_id, public.rstrip("/") + "/" if public else self.url)
         return self.url
 
     def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:

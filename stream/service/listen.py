@@ -1,9 +1,12 @@
-"""Where the service listens: the token rule for an address other than loopback, and the listening socket, bound
-before the model loads (the standard library and the config only) and handed to uvicorn once the detector is up."""
+"""Where the service listens: the token rule for an address other than loopback, the TLS files, and the listening
+socket, bound before the model loads (the standard library and the config only) and handed to uvicorn once the
+detector is up."""
 
 from __future__ import annotations
 
 import socket
+import ssl
+from pathlib import Path
 
 from stream.config import ServiceSettings
 
@@ -21,6 +24,42 @@ def check_bind(settings: ServiceSettings) -> None:
             f"refusing to serve on {settings.host} without a token: anyone who can reach it could drive the "
             "detector; give --token TOKEN (or DEEPFAKE_STREAM_TOKEN), or serve on 127.0.0.1"
         )
+
+
+def check_tls(settings: ServiceSettings) -> None:
+    """The TLS certificate and key load and belong together, and the dashboard's CA file loads: ServiceError (one
+    line) otherwise. Read with the standard library only, before the model loads."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+            _readable(flag, path)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            # An empty password: an encrypted key is refused here instead of OpenSSL asking for one on the terminal.
+            context.load_cert_chain(settings.tls_cert, settings.tls_key, password=b"")
+        except (ssl.SSLError, OSError) as error:
+            raise ServiceError(
+                f"--tls-cert {settings.tls_cert} with --tls-key {settings.tls_key} cannot be used "
+                f"({_ssl_reason(error)}): give a PEM certificate and its unencrypted PEM key"
+            ) from None
+    if settings.tls_ca is not None:
+        _readable("--tls-ca", settings.tls_ca)
+        try:
+            ssl.create_default_context(cafile=settings.tls_ca)
+        except (ssl.SSLError, OSError) as error:
+            raise ServiceError(f"--tls-ca {settings.tls_ca} is no PEM CA certificate ({_ssl_reason(error)})") from None
+
+
+def _readable(flag: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ServiceError(f"{flag} {path}: {error.strerror or error}") from None
+
+
+def _ssl_reason(error: BaseException) -> str:
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
+    return " ".join(str(reason).split())[:200]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -41,8 +80,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def open_listener(settings: ServiceSettings) -> socket.socket:
-    """The token rule, then the listening socket of `settings` (its port must be set)."""
+    """The token rule, the TLS files, then the listening socket of `settings` (its port must be set)."""
     check_bind(settings)
+    check_tls(settings)
     if settings.port is None:
         raise ValueError("the service has no port to listen on")
     return listen(settings.host, settings.port)

@@ -33,6 +33,7 @@ from stream.capture.whip_frames import LatestFrames, whip_producer
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamState
+from stream.service.auth import Scope, scope_of
 from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
@@ -203,8 +204,13 @@ class WhipIngest:
         await self._end(publisher, None, remove=True)
         return Response(status_code=200, headers=cors)
 
-    async def faces(self, stream_name: str) -> dict[str, Any]:
-        if not any(h.stream_id == stream_name for h in self._detector.health()):
+    async def faces(self, stream_name: str, request: Request) -> dict[str, Any]:
+        """Any stream's faces for the admin; a publisher (the publish token) sees only streams published through WHIP
+        right now, and any other name is as unknown to it as a missing one."""
+        header = request.headers.get("authorization", "")
+        publisher = scope_of(header, self._settings.token, self._settings.publish_token) is Scope.PUBLISH
+        known = stream_name in self._publishers if publisher else True
+        if not known or not any(h.stream_id == stream_name for h in self._detector.health()):
             raise HTTPException(404, f"no stream {stream_name[:80]!r} in the detector")
         calibrated = self._detector.loaded.calibrated
         return {

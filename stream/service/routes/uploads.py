@@ -33,10 +33,17 @@ def uploads_router(uploads: Uploads) -> APIRouter:
         request: Request,
         filename: str | None = Query(default=None, max_length=255, description="the video's file name, to show"),
     ) -> UploadOut:
-        """Send a video file as the request body; it is scored with the capacity the live streams leave free.
-        Poll GET /api/uploads/{upload_id} for its progress and, once it has ended, its report."""
-        if request.headers.get("content-type", "").lower().startswith("multipart/"):
-            raise ApiError(415, "send the video file itself as the body (application/octet-stream), not a form")
+        """Send a video file as the request body (Content-Type application/octet-stream or video/*); it is scored
+        with the capacity the live streams leave free. Poll GET /api/uploads/{upload_id} for its progress and, once
+        it has ended, its report."""
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/octet-stream" and not kind.startswith("video/"):
+            # A form or text is what another site's page can send without asking first (a CORS "simple" request).
+            raise ApiError(
+                415,
+                "send the video file itself as the body with Content-Type: application/octet-stream (or video/*), "
+                "not a form or text",
+            )
         declared = request.headers.get("content-length")
         return await uploads.accept(request.stream(), int(declared) if declared else None, filename)
 
