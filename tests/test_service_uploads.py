@@ -31,6 +31,7 @@ from tests.test_service_api import Served, one_line_problem, serving, wait_for
 
 CAP_MB = 0.1
 FAST = {"service.upload_max_mb": CAP_MB, "pipeline.health_interval_s": 0.1}
+OCTET = {"Content-Type": "application/octet-stream"}  # an upload says what it sends (text and forms are refused)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,7 +74,7 @@ def finished(client: httpx.Client, upload_id: str, timeout_s: float = 60) -> dic
 def test_an_upload_reports_progress_then_the_run_report(served: Served, videos: dict[str, Path]) -> None:
     client = served.client
     body = videos["face"].read_bytes()
-    accepted = client.post("/api/uploads", params={"filename": "../../face clip.mp4"}, content=body)
+    accepted = client.post("/api/uploads", headers=OCTET, params={"filename": "../../face clip.mp4"}, content=body)
     assert accepted.status_code == 202, accepted.text
     upload = accepted.json()
     upload_id = upload["upload_id"]
@@ -109,20 +110,20 @@ def test_the_cap_is_reported_and_enforced_up_front_and_while_streaming(served: S
     folder = Path(served.detector.settings.store.db).parent / "uploads"
     before = set(folder.glob("*")) if folder.exists() else set()
     too_big = b"\0" * (int(CAP_MB * MB) + 1)
-    declared = client.post("/api/uploads", content=too_big)
+    declared = client.post("/api/uploads", headers=OCTET, content=too_big)
     assert "larger than the 0.1 MB" in one_line_problem(declared, 413)
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it comes
         for _ in range(4):
             yield b"\0" * 40_000
 
-    streamed = client.post("/api/uploads", content=chunks())
+    streamed = client.post("/api/uploads", headers=OCTET, content=chunks())
     assert "service.upload_max_mb" in one_line_problem(streamed, 413)
-    assert "empty" in one_line_problem(client.post("/api/uploads", content=b""), 400)
+    assert "empty" in one_line_problem(client.post("/api/uploads", headers=OCTET, content=b""), 400)
     form = client.post("/api/uploads", files={"file": ("face.mp4", videos["face"].read_bytes(), "video/mp4")})
     assert "not a form" in one_line_problem(form, 415)
     assert (set(folder.glob("*")) if folder.exists() else set()) == before  # nothing refused was kept
-    good = client.post("/api/uploads", content=videos["face"].read_bytes())  # then a good one
+    good = client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes())  # then a good one
     assert good.status_code == 202 and finished(client, good.json()["upload_id"])["state"] == "done"
 
 
@@ -130,20 +131,24 @@ def test_unreadable_uploads_fail_in_one_line_and_the_service_keeps_running(
     served: Served, videos: dict[str, Path]
 ) -> None:
     client = served.client
-    rejected = client.post("/api/uploads", params={"filename": "notes.mp4"}, content=videos["not_video"].read_bytes())
+    rejected = client.post(
+        "/api/uploads", headers=OCTET, params={"filename": "notes.mp4"}, content=videos["not_video"].read_bytes()
+    )
     assert rejected.status_code == 202, rejected.text
     failed = rejected.json()
     assert failed["state"] == "failed" and "is not a video FFmpeg can read" in failed["error"]
     assert "\n" not in failed["error"]
     assert client.get(f"/api/uploads/{failed['upload_id']}").json()["state"] == "failed"
 
-    cut = client.post("/api/uploads", params={"filename": "cut.mp4"}, content=videos["truncated"].read_bytes())
+    cut = client.post(
+        "/api/uploads", headers=OCTET, params={"filename": "cut.mp4"}, content=videos["truncated"].read_bytes()
+    )
     assert cut.status_code == 202, cut.text
     ended = finished(client, cut.json()["upload_id"])
     assert ended["state"] == "failed" and "truncated" in ended["error"] and "\n" not in ended["error"], ended
     assert ended["status"] == "truncated" and ended["report"]["streams"][0]["status"] == "truncated"
     assert client.get("/healthz").json() == {"ok": True}
-    good = client.post("/api/uploads", content=videos["face"].read_bytes())
+    good = client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes())
     assert good.status_code == 202 and finished(client, good.json()["upload_id"])["state"] == "done"
 
 
@@ -152,7 +157,9 @@ def test_uploads_of_an_earlier_session_are_listed_with_their_reports(
 ) -> None:
     db = tmp_path / "runs" / "deepfake.db"
     with serving(seed_model, db, engine_cache, FAST) as first:
-        upload_id = first.client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+        upload_id = first.client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes()).json()[
+            "upload_id"
+        ]
         assert finished(first.client, upload_id)["state"] == "done"
         first_session = first.detector.session_id
     with serving(seed_model, db, engine_cache, FAST) as second:
