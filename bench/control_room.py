@@ -2,7 +2,7 @@
 same clip in the same run, and the "Analyse a video" page's render time with 20 past uploads listed.
 
 1. Upload to report: a `--clip-seconds` (10) s 640x480 30 fps clip with two faces (`bench.pipeline.make_video`).
-   `run_stream.py --serve 0 --dashboard --token T` runs as the user would start it (detector, service, and the
+   `run_stream.py --serve 0 --dashboard` with a token runs as the user would start it (detector, service, and the
    dashboard as its child with the token in its environment); headless Chromium (Playwright, /usr/bin/chromium)
    opens the page's "Analyse a video", gives the clip to its uploader and waits for the overall verdict to show:
    the time from choosing the file to the verdict on screen (sending through Streamlit, then to the service, the

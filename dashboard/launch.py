@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -163,6 +164,11 @@ def start_dashboard(
     if token:
         env[TOKEN_ENV] = token
     if tls_ca is not None:
+        try:
+            ssl.create_default_context(cafile=tls_ca)  # refused now, in one line, rather than on every page
+        except (OSError, ssl.SSLError) as error:
+            reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+            raise DashboardError(f"--tls-ca {tls_ca} cannot be used: {reason}") from None
         env[TLS_CA_ENV] = str(Path(tls_ca).resolve())
     db = parse_store_target(db)  # a postgresql:// URL stays a URL (its password, never in it, comes from libpq)
     if isinstance(db, Path):

@@ -24,6 +24,7 @@ import pytest
 
 import run_stream
 from dashboard.control import Control, ControlError
+from dashboard.launch import DashboardError, start_dashboard
 from model.weights import LoadedModel
 from stream.config import ConfigError, ServiceSettings
 from stream.config.tokens import read_token_file
@@ -316,6 +317,12 @@ def test_an_https_service_is_reachable_with_its_ca_and_refused_without(open_serv
             Control(url, ADMIN).limits()
         with pytest.raises(ControlError, match="CA file"):
             Control(url, ADMIN, ca=str(certs.key)).limits()
+
+
+def test_the_dashboard_refuses_a_ca_file_it_cannot_use(tmp_path: Path, certs: Certs) -> None:
+    for bad in (certs.key, tmp_path / "missing.pem"):
+        with pytest.raises(DashboardError, match=r"^--tls-ca .* cannot be used: "):
+            start_dashboard(tmp_path / "x.db", tls_ca=bad)
 
 
 def test_serving_beyond_loopback_without_tls_warns_once(

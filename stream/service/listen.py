@@ -22,7 +22,7 @@ def check_bind(settings: ServiceSettings) -> None:
     if not settings.is_loopback() and settings.token is None:
         raise ServiceError(
             f"refusing to serve on {settings.host} without a token: anyone who can reach it could drive the "
-            "detector; give --token TOKEN (or DEEPFAKE_STREAM_TOKEN), or serve on 127.0.0.1"
+            "detector; give a token (--token-file FILE or $DEEPFAKE_STREAM_TOKEN), or serve on 127.0.0.1"
         )
 
 
