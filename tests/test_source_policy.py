@@ -247,3 +247,21 @@ def test_a_still_image_is_refused_by_its_content_whatever_its_name(tmp_path: Pat
             source.open()
         assert "\n" not in str(refused.value)
     assert os.path.exists(photo)  # the CLI never deletes what it was given
+
+
+def test_api_sources_decides_what_the_api_and_whip_may_add(
+    private_netns: None, seed_model: LoadedModel, engine_cache: Path, tmp_path: Path
+) -> None:
+    """A detector whose config lets the API add only the demo: cameras and WHIP publishers are refused in one line,
+    before any connection or SDP is looked at; the policy route and the demo say what is left."""
+    overrides = {"service.api_sources": ["demo"]}
+    with serving(seed_model, tmp_path / "deepfake.db", engine_cache, overrides, token=TOKEN, full=True) as running:
+        client = running.client
+        camera = one_line_problem(client.post("/api/streams", json={"source": "rtsp://10.1.2.3/cam"}), 403)
+        assert camera.startswith("rtsp sources cannot be added through the API") and "api_sources" in camera
+        whip = client.post("/whip/door", content=b"v=0", headers={"Content-Type": "application/sdp"})
+        assert whip.status_code == 403 and "service.api_sources" in whip.json()["detail"], whip.text
+        kinds = {k["kind"]: k for k in client.get("/api/sources/policy").json()["kinds"]}
+        assert [kind for kind, k in kinds.items() if k["allowed"]] == ["demo"]
+        assert "leaves out file" in kinds["file"]["reason"]
+        assert client.post("/api/streams", json={"source": "demo", "name": "only-demo"}).status_code == 201
