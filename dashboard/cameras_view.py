@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import data, views
-from dashboard.control import Control, ControlError, redact
+from dashboard.control import Control, ControlError, SourcePolicy, redact
 from dashboard.detectors import Target
 from stream.network import is_loopback
 from stream.records import ClusterCamera
@@ -119,8 +119,23 @@ def cluster_section(db: Path) -> None:
 
 
 def add_form(control: Control) -> None:
-    """What kind of source, its reference, a name; sent as POST /api/streams."""
-    kind = st.radio("Add a source", list(KINDS), format_func=KINDS.get, horizontal=True, key="camera:kind")
+    """What kind of source (those the detector's source policy allows), its reference, a name; sent as POST
+    /api/streams."""
+    try:
+        policy: SourcePolicy | None = control.source_policy()
+    except ControlError:
+        policy = None  # a detector that says nothing of a policy: it still refuses what it does not take
+    offered = [kind for kind in KINDS if policy is None or policy.allows(kind)]
+    if policy is not None:
+        off = [f"{KINDS[kind]}: {policy.off[kind]}" for kind in KINDS if not policy.allows(kind)]
+        if off:
+            st.caption("Not offered here: " + "; ".join(off) + ".")
+        if policy.camera_hosts:
+            st.caption("RTSP cameras only on " + ", ".join(policy.camera_hosts) + " (service.camera_hosts).")
+    if not offered:
+        st.info("this detector's config lets the API add no cameras or files", icon=":material/block:")
+        return
+    kind = st.radio("Add a source", offered, format_func=KINDS.get, horizontal=True, key="camera:kind")
     with st.form("camera:add", clear_on_submit=True, border=True):
         user = password = ""
         if kind == "rtsp":
@@ -135,7 +150,8 @@ def add_form(control: Control) -> None:
         elif kind == "screen":
             text = st.text_input("Region X,Y,WIDTH,HEIGHT (empty: the whole screen)", key="camera:region")
         else:
-            text = st.text_input("Path of the video file on the detector's machine", key="camera:path")
+            folder = policy.media_dir if policy is not None and policy.media_dir else "the detector's machine"
+            text = st.text_input(f"Path of the video file in {folder}", key="camera:path")
         name = st.text_input(
             "Name (optional)", help="the stream's id: 1-64 of A-Z a-z 0-9 _ . -", key="camera:name"
         ).strip()

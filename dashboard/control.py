@@ -83,6 +83,24 @@ class ServiceStream:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What the detector's API may add (GET /api/sources/policy): each kind allowed or the reason it is off."""
+
+    off: Mapping[str, str]  # kind -> why the API may not add it
+    media_dir: str | None
+    camera_hosts: tuple[str, ...]
+
+    def allows(self, kind: str) -> bool:
+        return kind not in self.off
+
+
+def _policy(body: Mapping[str, Any]) -> SourcePolicy:
+    off = {str(k["kind"]): str(k.get("reason") or "off") for k in body.get("kinds", []) if not k.get("allowed")}
+    media_dir = body.get("media_dir")
+    return SourcePolicy(off, str(media_dir) if media_dir else None, tuple(map(str, body.get("camera_hosts", []))))
+
+
 def _upload(body: Mapping[str, Any]) -> UploadProgress:
     return UploadProgress(
         upload_id=str(body["upload_id"]),
@@ -179,6 +197,10 @@ class Control:
     def limits(self) -> UploadLimits:
         body = self._call("GET", "api/uploads/limits").json()
         return UploadLimits(max_bytes=int(body["max_bytes"]), max_mb=float(body["max_mb"]))
+
+    def source_policy(self) -> SourcePolicy:
+        """What this detector's API may add; ControlError when it cannot say (an older service has no policy)."""
+        return _policy(self._call("GET", "api/sources/policy").json())
 
     def add_stream(self, source: str, name: str | None = None) -> ServiceStream:
         body: dict[str, str] = {"source": source}

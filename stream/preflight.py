@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.capture.references import SourceError, SourceSpec, parse_source
+from stream.capture.content import sniff_file
+from stream.capture.references import SourceError, SourceSpec, parse_source, still_image
 from stream.capture.x_display import check_screen
 from stream.config import Settings
 from stream.service.listen import ServiceError, open_listener
@@ -46,6 +47,9 @@ def preflight(settings: Settings, references: Sequence[str], report: Path | None
         try:
             spec = parse_source(reference)
             check_screen(spec)
+            what = sniff_file(spec.target) if spec.kind == "file" else None
+            if what is not None and what != "playlist":  # by content: a photo named .mp4 is still a photo
+                raise SourceError(still_image(spec.display, what))
         except SourceError as error:
             checked.problems.append(str(error))
         else:

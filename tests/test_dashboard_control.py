@@ -45,9 +45,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("control-room") / "runs" / "deepfake.db"
 
 
+def with_media(camera_video: Path) -> dict[str, object]:
+    """FAST with the camera video's folder as the service's media folder: files come only from there (on purpose:
+    the source policy takes no file through the API without one)."""
+    return {**FAST, "service.media_dir": str(camera_video.parent)}
+
+
 @pytest.fixture(scope="module")
-def served(private_netns: None, seed_model: LoadedModel, engine_cache: Path, store: Path) -> Iterator[Served]:
-    with serving(seed_model, store, engine_cache, FAST, token=TOKEN) as running:
+def served(
+    private_netns: None, seed_model: LoadedModel, engine_cache: Path, store: Path, camera_video: Path
+) -> Iterator[Served]:
+    with serving(seed_model, store, engine_cache, with_media(camera_video), token=TOKEN) as running:
         yield running
 
 
@@ -209,11 +217,22 @@ def test_a_source_the_detector_cannot_open_is_one_line(served: Served, env: Path
     at.button(key="camera:submit").click().run()
     assert_clean(at)
     [error] = [e.value for e in at.error]
-    assert one_line(error).startswith("not added: ") and "missing.mp4" in error
-    at.radio(key="camera:kind").set_value("webcam").run()
-    at.text_input(key="camera:webcam").input("front door")
+    assert one_line(error).startswith("not added: ") and "inside its media folder (service.media_dir)" in error
+    at.radio(key="camera:kind").set_value("rtsp").run()
+    at.text_input(key="camera:url").input("http://cam/s")
     at.button(key="camera:submit").click().run()
-    assert "a webcam is its index" in one_line(at.error[0].value)
+    assert "an RTSP camera needs a URL" in one_line(at.error[0].value)
+
+
+def test_the_page_offers_only_what_the_source_policy_allows(served: Served, env: Path, camera_video: Path) -> None:
+    at = open_page("cameras")
+    assert_clean(at)
+    assert at.radio(key="camera:kind").options == ["RTSP camera", "Video file"]
+    said = texts(at)
+    assert "Not offered here: Webcam: off in this detector's config (service.api_sources leaves out webcam)" in said
+    assert "Screen region: off" in said
+    at.radio(key="camera:kind").set_value("file").run()
+    assert str(camera_video.parent) in at.text_input(key="camera:path").label  # where files may come from
 
 
 def test_this_computers_camera_links_to_the_publish_page(served: Served, env: Path) -> None:
@@ -239,7 +258,7 @@ def test_source_references_from_the_form() -> None:
 def test_a_picker_when_two_detectors_serve_one_store(
     served: Served, env: Path, seed_model: LoadedModel, engine_cache: Path, camera_video: Path
 ) -> None:
-    with serving(seed_model, env, engine_cache, FAST, token=TOKEN) as second:
+    with serving(seed_model, env, engine_cache, with_media(camera_video), token=TOKEN) as second:
         at = open_page("cameras")
         assert_clean(at)
         picker = at.selectbox(key="detector")

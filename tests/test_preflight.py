@@ -41,12 +41,18 @@ def test_a_bad_config_key(tmp_path: Path, face_video: Path) -> None:
     assert not (tmp_path / "s.db").exists()
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder", "still image"])
+@pytest.mark.parametrize("kind", ["missing", "folder", "still image", "still image named .mp4"])
 def test_a_source_that_cannot_be_used(tmp_path: Path, kind: str) -> None:
-    source = {"missing": tmp_path / "nope.mp4", "folder": tmp_path, "still image": tmp_path / "face.png"}[kind]
-    if kind == "still image":
-        source.write_bytes(b"\x89PNG\r\n\x1a\n")
-    expected = {"missing": "no such file", "folder": "is a folder", "still image": "still images are not"}[kind]
+    source = {
+        "missing": tmp_path / "nope.mp4",
+        "folder": tmp_path,
+        "still image": tmp_path / "face.png",
+        "still image named .mp4": tmp_path / "face.mp4",  # judged by its content, not its name
+    }[kind]
+    if kind.startswith("still image"):
+        source.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    expected = "still images are not" if kind.startswith("still image") else ""
+    expected = expected or {"missing": "no such file", "folder": "is a folder"}[kind]
     status, lines, imported = run_probed(str(source), "--db", str(tmp_path / "s.db"))
     answered_before_the_model(status, lines, imported, 1, expected)
     assert not (tmp_path / "s.db").exists()  # a run with nothing to score leaves no store behind

@@ -199,9 +199,11 @@ def test_bad_requests_get_one_line_and_the_service_keeps_working(served: Served)
     client = served.client
     bad: list[tuple[httpx.Response, int, str]] = [
         (client.post("/api/streams", json={"source": "rtsp://127.0.0.1:1/cam"}), 400, "refused"),
-        (client.post("/api/streams", json={"source": "/no/such/video.mp4"}), 400, "no such file"),
+        # The source policy (tests/test_source_policy.py): no media_dir, so no files; webcams off by default.
+        (client.post("/api/streams", json={"source": "/no/such/video.mp4"}), 403, "no service.media_dir"),
         (client.post("/api/streams", json={"source": "ftp://host/cam"}), 400, "unknown source scheme"),
-        (client.post("/api/streams", json={"source": "/dev/video97"}), 400, "no camera"),
+        (client.post("/api/streams", json={"source": "/dev/video97"}), 403, "service.api_sources"),
+        (client.post("/api/streams", json={"source": "/" + "a" * 2039}), 400, "too long"),
         (client.post("/api/streams", json={"source": ""}), 422, "source"),
         (client.post("/api/streams", json={"source": "demo", "name": "../etc"}), 422, "name"),
         (client.post("/api/streams", json={"source": "demo", "surprise": 1}), 422, "surprise"),

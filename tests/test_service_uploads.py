@@ -4,10 +4,13 @@ the loop's priority (stream/overload.py): an upload gets only the time live came
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from stream.config import Settings, with_overrides
 from stream.loop.overload import background_fits
 from stream.loop.pipeline import Pipeline
 from stream.records import Detection, StreamHealth, StreamState
+from stream.service.upload_files import UploadFiles
 from stream.service.uploads import MB, upload_state
 from stream.store import build_report, open_reader
 from tests import media
@@ -96,7 +100,8 @@ def test_an_upload_reports_progress_then_the_run_report(served: Served, videos: 
     assert [f["track_id"] for f in stream["faces"]] == [1] and stream["faces"][0]["frames_scored"] > 50
     with open_reader(served.detector.settings.store.db) as reader:  # the very document --report writes
         assert report == build_report(reader, served.detector.session_id, [upload_id]).as_dict()
-    kept = Path(served.detector.settings.store.db).parent / "uploads" / f"{upload_id}.mp4"
+    # Kept under a name and suffix of the service's (the client's suffix would be FFmpeg's hint of the format).
+    kept = Path(served.detector.settings.store.db).parent / "uploads" / f"{upload_id}.video"
     assert kept.read_bytes() == body
     listed = client.get("/api/uploads").json()
     assert upload_id in [u["upload_id"] for u in listed]
@@ -150,6 +155,83 @@ def test_unreadable_uploads_fail_in_one_line_and_the_service_keeps_running(
     assert client.get("/healthz").json() == {"ok": True}
     good = client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes())
     assert good.status_code == 202 and finished(client, good.json()["upload_id"])["state"] == "done"
+
+
+def test_an_upload_that_names_other_files_is_refused_before_it_reads_them(
+    served: Served, videos: dict[str, Path]
+) -> None:
+    """An HLS playlist whose segment is a video on the detector's disk, and a concat list naming another upload
+    beside it: both fail in one line, and nothing of the files they name is scored."""
+    client = served.client
+    done = client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+    assert finished(client, done)["state"] == "done"
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n{videos['face']}\n#EXT-X-ENDLIST\n"
+    concat = f"ffconcat version 1.0\nfile '{done}.video'\n"  # its id is in GET /api/uploads; the name is fixed
+    folder = Path(served.detector.settings.store.db).parent / "uploads"
+    for file_name, body, words in (("list.m3u8", playlist, "is a playlist"), ("list.txt", concat, "MP4/MOV")):
+        answer = client.post("/api/uploads", params={"filename": file_name}, content=body.encode())
+        assert answer.status_code == 202, answer.text
+        failed = answer.json()
+        assert failed["state"] == "failed" and words in failed["error"] and "\n" not in failed["error"], failed
+        assert client.get(f"/api/streams/{failed['upload_id']}").status_code == 404  # never a stream: nothing scored
+        assert not list(folder.glob(f"{failed['upload_id']}*"))  # and not kept
+    with open_reader(served.detector.settings.store.db) as reader:
+        kinds = [(row.stream_id, row.kind) for row in reader.streams(served.detector.session_id)]
+    assert [sid for sid, kind in kinds if kind == "upload"].count(done) == 1
+
+
+def test_a_still_image_upload_fails_by_its_content_and_is_deleted(served: Served, tmp_path: Path) -> None:
+    client = served.client
+    _, png = cv2.imencode(".png", media.one_face()(0))
+    one_frame = media.write_video(tmp_path / "one.mp4", [media.one_face()(0)]).read_bytes()
+    folder = Path(served.detector.settings.store.db).parent / "uploads"
+    for file_name, body, what in (("face.mp4", png.tobytes(), "(PNG)"), ("one.mp4", one_frame, "(h264)")):
+        failed = client.post("/api/uploads", params={"filename": file_name}, content=body).json()
+        assert failed["state"] == "failed", failed
+        assert f"is a still image {what}" in failed["error"] and "still images are not supported" in failed["error"]
+        assert client.get(f"/api/uploads/{failed['upload_id']}").json()["state"] == "failed"
+        assert not list(folder.glob(f"{failed['upload_id']}*"))
+
+
+def test_old_uploads_are_deleted_after_an_upload_and_each_deletion_is_logged(
+    served: Served, videos: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retention defaults to store.retention_days (30): a file of an earlier run 40 days old goes after the
+    next upload; a fresh one stays."""
+    folder = Path(served.detector.settings.store.db).parent / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    old, fresh, foreign = folder / "upload-0000aaaa.video", folder / "upload-0000bbbb.mp4", folder / "mine.mp4"
+    for path in (old, fresh, foreign):
+        path.write_bytes(b"x" * 1000)
+    long_ago = time.time() - 40 * 86400
+    for path in (old, foreign):
+        os.utime(path, (long_ago, long_ago))
+    with caplog.at_level(logging.INFO, logger="deepfake_stream"):
+        upload_id = served.client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+    assert not old.exists() and fresh.exists() and foreign.exists()  # only what the service wrote is deleted
+    assert (folder / f"{upload_id}.video").exists()
+    [line] = [r.getMessage() for r in caplog.records if "uploads: deleted" in r.getMessage()]
+    assert "upload-0000aaaa.video" in line and "service.upload_retention_days" in line
+    assert finished(served.client, upload_id)["state"] == "done"
+
+
+@pytest.mark.fast
+def test_the_quota_deletes_the_oldest_first_and_never_one_in_use(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.time()
+    paths = [tmp_path / f"upload-0000000{i}.video" for i in range(4)]
+    for age, path in enumerate(reversed(paths)):  # paths[0] is the oldest
+        path.write_bytes(b"x" * MB)
+        os.utime(path, (now - 3600 * (age + 1), now - 3600 * (age + 1)))
+    files = UploadFiles(tmp_path, retention_days=None, quota_mb=2.5)
+    with caplog.at_level(logging.INFO, logger="deepfake_stream"):
+        deleted = files.prune(keep=[paths[0]], now=now)  # the oldest is being scored: the next ones go
+    assert deleted == [paths[1], paths[2]] and paths[0].exists() and paths[3].exists()
+    lines = [r.getMessage() for r in caplog.records if "uploads: deleted" in r.getMessage()]
+    assert len(lines) == 2 and all("service.upload_quota_mb (2.5)" in line for line in lines)
+    assert UploadFiles(tmp_path, retention_days=1, quota_mb=None).prune(now=now) == []  # both are younger than a day
+    assert UploadFiles(tmp_path, retention_days=0.001, quota_mb=None).prune(now=now) == [paths[0], paths[3]]
 
 
 def test_uploads_of_an_earlier_session_are_listed_with_their_reports(

@@ -10,7 +10,15 @@ import av
 import cv2
 import numpy as np
 
-from stream.capture.references import SourceError, SourceLost, SourceSpec, TruncatedFile
+from stream.capture.content import is_still, sniff_file
+from stream.capture.references import (
+    CHECKED_FORMATS_SAID,
+    SourceError,
+    SourceLost,
+    SourceSpec,
+    TruncatedFile,
+    still_image,
+)
 from stream.capture.x_display import display_of, display_size, outside_display
 from stream.config import SourceOptions
 from stream.records import DecodedFrame
@@ -39,6 +47,15 @@ def _reason(error: BaseException) -> str:
 def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.InputContainer:
     """Open with PyAV, bounded in time; SourceError saying what to do when it cannot be opened."""
     kwargs: dict = {"timeout": (options.open_timeout_s, options.read_timeout_s)}
+    if spec.kind in ("file", "upload"):
+        what = sniff_file(spec.target)
+        if what == "playlist" and spec.formats:
+            raise SourceError(f"{spec.display} is a playlist, not a video: {not_checked_format()}")
+        if what not in (None, "playlist"):
+            raise SourceError(still_image(spec.display, what))
+    if spec.formats:
+        # Checked by FFmpeg before a demuxer reads anything past the probe: a playlist's references are never opened.
+        kwargs["options"] = {"format_whitelist": spec.formats, "protocol_whitelist": "file"}
     if spec.kind == "rtsp":
         kwargs["options"] = {"rtsp_transport": "tcp"}
     elif spec.kind == "webcam":
@@ -68,11 +85,22 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> av.container.Inp
     except (av.error.FFmpegError, OSError) as error:
         if spec.kind == "screen":
             raise SourceError(_screen_problem(spec, error)) from None
+        if spec.formats and isinstance(error, av.error.ArgumentError):  # FFmpeg: "Format not on whitelist"
+            raise SourceError(f"{spec.display} is not a video in a format it may be: {not_checked_format()}") from None
         raise SourceError(f"cannot open {spec.display}: {_reason(error)}") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"{spec.display} has no video stream")
+    if spec.kind in ("file", "upload"):
+        stream = container.streams.video[0]
+        if is_still(container.format.name, stream.codec_context.name, expected_frame_count(container)):
+            container.close()
+            raise SourceError(still_image(spec.display, stream.codec_context.name))
     return container
+
+
+def not_checked_format() -> str:
+    return f"uploads and files added through the service must be {CHECKED_FORMATS_SAID}"
 
 
 def _screen_problem(spec: SourceSpec, error: BaseException) -> str:

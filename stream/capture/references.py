@@ -19,6 +19,11 @@ VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
 
 
 STILL_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
+# The demuxers uploads and API-added files may use (FFmpeg's `format_whitelist`): plain containers that follow no
+# references, so HLS, concat, SDP and the like never run on what a client sent.
+CHECKED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts"
+CHECKED_FORMATS_SAID = "MP4/MOV, Matroska/WebM, AVI or MPEG-TS"
+NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on a path's parts and on the whole (in bytes)
 
 
 class SourceError(Exception):
@@ -44,6 +49,7 @@ class SourceSpec:
     display: str
     capture_size: str | None = None  # screen regions: "WxH"
     region: tuple[int, int, int, int] | None = None  # screen regions: (x, y, w, h) in pixels
+    formats: str | None = None  # the demuxers FFmpeg may use (CHECKED_FORMATS); None: any (the CLI's own files)
 
     @property
     def background(self) -> bool:
@@ -78,17 +84,42 @@ def parse_source(reference: str) -> SourceSpec:
         return parse_screen(reference)
     if "://" in reference:
         raise SourceError(f"unknown source scheme {scheme}://: {accepted}")
+    problem = path_problem(reference)
+    if problem:
+        raise SourceError(problem)
     path = Path(reference)
     if path.is_dir():
         raise SourceError(f"{reference} is a folder: give a video file in it ({accepted})")
     if not path.is_file():
         raise SourceError(f"no such file: {reference} ({accepted})")
     if path.suffix.lower() in STILL_IMAGE_SUFFIXES:
-        raise SourceError(
-            f"{reference} is a still image: deepfake-stream scores faces over video frames (a window needs at "
-            f"least {MIN_WINDOW} frames of a face), so still images are not supported; give a video"
-        )
+        raise SourceError(still_image(reference))
     return SourceSpec("file", str(path), live=False, display=str(path))
+
+
+def still_image(display: str, what: str = "") -> str:
+    return (
+        f"{display} is a still image{f' ({what})' if what else ''}: deepfake-stream scores faces over video frames "
+        f"(a window needs at least {MIN_WINDOW} frames of a face), so still images are not supported; give a video"
+    )
+
+
+def path_problem(reference: str) -> str | None:
+    """Why `reference` cannot be a file path at all, judged from the text alone (nothing on disk is touched): too
+    long for the system, or control characters; None when it may be one."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in reference):
+        return "a file path cannot hold control characters (or a NUL): give the video's path as it is"
+    try:
+        data = os.fsencode(reference)
+    except UnicodeError:
+        return "a file path must be text the system can name a file with (valid UTF-8)"
+    longest = max((len(part) for part in data.split(b"/")), default=0)
+    if len(data) > PATH_MAX or longest > NAME_MAX:
+        return (
+            f"the path is too long ({len(data)} bytes, its longest part {longest}): the system takes at most "
+            f"{NAME_MAX} bytes a name and {PATH_MAX} in all"
+        )
+    return None
 
 
 class TruncatedFile(Exception):

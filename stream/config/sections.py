@@ -6,6 +6,8 @@ component takes its own section from here instead of declaring defaults of its o
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +24,10 @@ _CHECKOUT_CONFIG = _CHECKOUT / "configs" / "default.yaml"
 _FROM_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and _CHECKOUT_CONFIG.is_file()
 DEFAULT_CONFIG = _CHECKOUT_CONFIG if _FROM_CHECKOUT else Path(__file__).resolve().with_name("default.yaml")
 WINDOW_MODES = ("mean", "last")
+# Kinds of source the service's API may add (`service.api_sources`); uploads are their own resource, always on.
+API_SOURCE_KINDS = ("rtsp", "whip", "demo", "file", "screen", "webcam")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 class ConfigError(Exception):
@@ -277,6 +283,15 @@ class StoreSettings:
             raise ValueError(f"retention_days must be a positive number of days or null, got {self.retention_days}")
 
 
+def is_host_or_network(text: str) -> bool:
+    """A host name (`camera.local`), an address (`10.0.0.7`, `::1`) or a network (`10.0.0.0/24`)."""
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return bool(_HOST_NAME.match(text.strip()))
+    return True
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     host: str = LOOPBACK  # where the HTTP service listens; anything but loopback needs a token
@@ -295,6 +310,11 @@ class ServiceSettings:
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs for WHIP peers (none: local interfaces only)
     upload_max_mb: float = 500.0  # the largest video an upload may send
     upload_dir: Path | None = None  # where uploads are kept; None: an uploads/ folder beside store.db
+    upload_retention_days: float | None = None  # uploaded videos older than this are deleted; None: store's
+    upload_quota_mb: float | None = 5000.0  # past this the oldest uploaded videos are deleted; None: no quota
+    api_sources: tuple[str, ...] = ("rtsp", "whip", "demo", "file")  # what POST /api/streams and WHIP may add
+    media_dir: Path | None = None  # the only folder API-added files may come from; None: no files through the API
+    camera_hosts: tuple[str, ...] = ()  # hosts/networks API-added cameras may be on; empty: any host
 
     def __post_init__(self) -> None:
         if self.port is not None and not 0 <= self.port <= 65535:
@@ -315,6 +335,7 @@ class ServiceSettings:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"webhooks must be http:// or https:// URLs, got {url!r}")
         self._check_access()
+        self._check_sources()
 
     def _check_access(self) -> None:
         if self.publish_token is not None:
@@ -331,6 +352,20 @@ class ServiceSettings:
             raise ValueError(f"public_url must be an http:// or https:// URL with a host, got {self.public_url!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both (--tls-cert and --tls-key), or neither")
+
+    def _check_sources(self) -> None:
+        if self.upload_retention_days is not None and not self.upload_retention_days > 0:
+            raise ValueError(
+                f"upload_retention_days must be a positive number of days or null, got {self.upload_retention_days}"
+            )
+        if self.upload_quota_mb is not None and not self.upload_quota_mb > 0:
+            raise ValueError(f"upload_quota_mb must be positive (MB) or null, got {self.upload_quota_mb}")
+        for kind in self.api_sources:
+            if kind not in API_SOURCE_KINDS:
+                raise ValueError(f"api_sources: unknown kind {kind!r} (choose from {', '.join(API_SOURCE_KINDS)})")
+        for host in self.camera_hosts:
+            if not is_host_or_network(host):
+                raise ValueError(f"camera_hosts: {host!r} is not a host name, an address or a network (10.0.0.0/24)")
 
     def is_loopback(self) -> bool:
         return is_loopback(self.host)

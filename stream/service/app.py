@@ -29,12 +29,14 @@ from stream.service.host_check import HostCheck
 from stream.service.listen import ServiceError, check_bind, check_tls, listen
 from stream.service.routes.faces import faces_router
 from stream.service.routes.metrics import MetricsRoute
+from stream.service.routes.sources import sources_router
 from stream.service.routes.streams import STOP_TIMEOUT_S, streams_router
 from stream.service.routes.uploads import uploads_router
 from stream.service.schemas import (
     ApiError,
     Liveness,
 )
+from stream.service.source_policy import SourcePolicy
 from stream.service.uploads import Uploads
 from stream.text import one_line
 
@@ -130,7 +132,9 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
         return app.openapi()
 
     api = APIRouter(prefix="/api", dependencies=[guard])
-    api.include_router(streams_router(detector))
+    policy = SourcePolicy(settings)
+    api.include_router(streams_router(detector, policy))
+    api.include_router(sources_router(policy))
     api.include_router(faces_router(detector))
     api.include_router(uploads_router(uploads))
     app.include_router(api)

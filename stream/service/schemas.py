@@ -53,7 +53,8 @@ class AddStream(BaseModel):
     source: str = Field(
         min_length=1,
         max_length=2048,
-        description="demo | a webcam (0, /dev/video0) | rtsp://… | screen[:X,Y,W,H] | a video file on the detector",
+        description="demo | rtsp://… | a video file inside service.media_dir | a webcam (0, /dev/video0) or "
+        "screen[:X,Y,W,H] where the config allows them (GET /api/sources/policy)",
         examples=["rtsp://camera.local/stream"],
     )
     name: str | None = Field(
@@ -111,7 +112,7 @@ class ApiError(Exception):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 404, 408, 409, 413, 415, 422, 503, 507)
+    code: {"model": Problem} for code in (400, 401, 403, 404, 408, 409, 413, 415, 422, 503, 507)
 }
 
 

@@ -12,20 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from stream.capture.references import SourceError, SourceSpec
+from stream.capture.references import CHECKED_FORMATS, SourceError, SourceSpec
 from stream.capture.sources import Source
 from stream.config import ServiceSettings
 from stream.config.store_location import local_path
 from stream.detector import Detector
 from stream.records import StreamHealth, StreamState
 from stream.service.schemas import ApiError, UploadOut, UploadState
+from stream.service.upload_files import UploadFiles
 from stream.store import Report, ScoreReader, StreamRow, build_report, open_reader
 
 MB = 1024 * 1024
 IDLE_S = 30.0  # an upload that sends nothing for this long is given up (408)
 LOOP_WAIT_S = 10.0  # how long a request waits for the loop to take a new stream (it drains commands every iteration)
 FINAL = (StreamState.ENDED, StreamState.TRUNCATED, StreamState.INTERRUPTED, StreamState.FAILED, StreamState.LOST)
-SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 T = TypeVar("T")
 
 
@@ -126,6 +126,9 @@ class Uploads:
         self.max_bytes = int(settings.upload_max_mb * MB)
         self._mine: dict[str, Upload] = {}
         self._reader: ScoreReader | None = None
+        retention = settings.upload_retention_days or detector.settings.store.retention_days
+        self.files = UploadFiles(self.directory, retention, settings.upload_quota_mb)
+        self.files.prune()  # at start: what earlier runs left past the retention or the quota
 
     async def accept(self, chunks: AsyncIterator[bytes], declared: int | None, file_name: str | None) -> UploadOut:
         """Receive a video (refused at once when its declared length is over the cap) and hand it to the loop."""
@@ -136,8 +139,7 @@ class Uploads:
             raise ApiError(400, empty)
         name = clean_name(file_name)
         upload_id = f"upload-{secrets.token_hex(4)}"
-        suffix = Path(name).suffix.lower()
-        path = self.directory / f"{upload_id}{suffix if SUFFIX.fullmatch(suffix) else ''}"
+        path = self.files.path_for(upload_id)  # a fixed suffix: the client's name is only shown
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -145,7 +147,7 @@ class Uploads:
         size = await receive(chunks, path, self.max_bytes)
         if size == 0:
             raise ApiError(400, empty)
-        spec = SourceSpec("upload", str(path), live=False, display=name)
+        spec = SourceSpec("upload", str(path), live=False, display=name, formats=CHECKED_FORMATS)
         try:
             source, added = await asyncio.to_thread(self._detector.add_source, spec, upload_id)
         except SourceError as error:
@@ -158,7 +160,12 @@ class Uploads:
                 path.unlink(missing_ok=True)
                 raise
             self._mine[upload_id] = Upload(upload_id, name, path, size, source, None)
+        await asyncio.to_thread(self.files.prune, self.in_use())
         return await self.describe(upload_id, with_report=False)
+
+    def in_use(self) -> set[Path]:
+        """The files of this session's uploads still waiting or being scored (never pruned)."""
+        return {u.path for u in self._mine.values() if u.error is None and not (u.source and u.source.finished)}
 
     async def describe(self, upload_id: str, with_report: bool = True) -> UploadOut:
         """One upload (of this session or an earlier one), with its report once it has ended; 404 if unknown."""

@@ -110,6 +110,7 @@ class WhipIngest:
                 },
                 400: {"description": "malformed or empty SDP, no video, or a bad stream name"},
                 401: {"description": "missing or wrong bearer token"},
+                403: {"description": "WHIP is off in the config (service.api_sources)"},
                 409: {"description": "a publisher is already live on this stream name"},
                 413: {"description": "the offer is too large"},
                 415: {"description": "the body is not application/sdp"},
@@ -150,6 +151,8 @@ class WhipIngest:
 
     async def publish(self, stream_name: NewStreamName, request: Request) -> Response:
         cors = self._cors(request)
+        if "whip" not in self._settings.api_sources:
+            raise self._error(403, "WHIP publishing is off in this detector's config (service.api_sources)", cors)
         if not STREAM_NAME.match(stream_name):
             raise self._error(400, f"bad stream name {stream_name[:80]!r}: use 1-64 of A-Z a-z 0-9 _ . -", cors)
         if _content_type(request) != "application/sdp":

@@ -11,15 +11,18 @@ from stream.capture.sources import Source
 from stream.detector import Detector
 from stream.records import StreamHealth, StreamState
 from stream.service.schemas import AddStream, ApiError, StreamOut, responses
+from stream.service.source_policy import Refused, SourcePolicy
 from stream.service.uploads import loop_took
 
 STOP_TIMEOUT_S = 10.0
 RUNNING = (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING)
 
 
-def streams_router(detector: Detector) -> APIRouter:
-    """The streams resource over one detector (the caller adds the token guard)."""
+def streams_router(detector: Detector, policy: SourcePolicy | None = None) -> APIRouter:
+    """The streams resource over one detector (the caller adds the token guard); `policy` says what may be added
+    (default: the detector's service settings)."""
     api = APIRouter()
+    policy = policy or SourcePolicy(detector.settings.service)
     opening: set[str] = set()  # stream names being opened by a request right now
 
     def sources_by_id() -> dict[str, Source]:
@@ -62,9 +65,13 @@ def streams_router(detector: Detector) -> APIRouter:
             raise ApiError(404, f"no stream {stream_id!r}: GET /api/streams lists them")
         return found
 
-    @api.post("/streams", status_code=201, tags=["streams"], responses=responses(400, 409, 503))
+    @api.post("/streams", status_code=201, tags=["streams"], responses=responses(400, 403, 409, 503))
     async def add_stream(body: AddStream) -> StreamOut:
-        """Open a source (any reference run_stream.py accepts) and add it to the running detector."""
+        """Open a source the source policy allows (GET /api/sources/policy) and add it to the running detector."""
+        try:
+            spec = await asyncio.to_thread(policy.check, body.source)  # it may look a camera's host up
+        except Refused as refused:
+            raise ApiError(refused.status, str(refused)) from None
         name = body.name
         if name is not None and (name in opening or name in running_ids()):
             raise ApiError(409, f"stream {name!r} is already running: stop it first, or choose another name")
@@ -72,9 +79,10 @@ def streams_router(detector: Detector) -> APIRouter:
             opening.add(name)
         try:
             # Opening connects (an RTSP camera may take its whole open timeout): never on the event loop.
-            source, added = await asyncio.to_thread(detector.add_source, body.source, name)
+            source, added = await asyncio.to_thread(detector.add_source, spec, name)
         except SourceError as error:
-            raise ApiError(400, str(error)) from None
+            refused = policy.opening_failed(spec, error)
+            raise ApiError(refused.status, str(refused)) from None
         finally:
             opening.discard(name or "")
         await loop_took(added, f"stream {source.stream_id!r}")
