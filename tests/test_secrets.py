@@ -23,7 +23,7 @@ import pytest
 import run_stream
 from model.weights import LoadedModel
 from stream.capture.references import parse_source, redact, stream_name
-from stream.config import Settings, settings_as_dict, with_overrides
+from stream.config import ConfigError, Settings, settings_as_dict, with_overrides
 from stream.detector import Detector
 from stream.records import Alert
 from stream.sinks.webhooks import WebhookSink
@@ -112,11 +112,15 @@ def test_the_webhook_secret_comes_from_the_environment_and_an_empty_one_is_refus
     monkeypatch.setenv("DEEPFAKE_STREAM_WEBHOOK_SECRET", LEAK)
     settings = run_stream.resolve_settings(run_stream.parse_args(["demo"]))
     assert settings.service.webhook_secret == LEAK
-    with pytest.raises(Exception, match="webhook_secret must not be empty"):
+    with pytest.raises(ConfigError, match="webhook_secret must not be empty"):
         with_overrides(Settings(), {"service.webhook_secret": "  "})
-    with pytest.raises(Exception, match=r"http:// or https://") as raised:
+    with pytest.raises(ConfigError, match=r"http:// or https://") as raised:
         with_overrides(Settings(), {"service.webhooks": [f"ftp://u:{LEAK}@h/x?token={LEAK}"]})
     assert LEAK not in str(raised.value)
+    for key, value in (("service.webhooks", f"http://u:{LEAK}@h/x"), ("service.webhook_secret", [LEAK])):
+        with pytest.raises(ConfigError, match=r"not shown: it may hold a secret") as raised:
+            with_overrides(Settings(), {key: value}, "cfg.yaml")  # a wrong type: its value stays out of the message
+        assert LEAK not in str(raised.value)
 
 
 # ---- a camera with a password in its query, through the service ---------------------------------------------------

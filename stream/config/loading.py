@@ -88,11 +88,17 @@ URL_KEYS = frozenset({"service.webhooks"})
 WEBHOOK_SECRET_ENV = "DEEPFAKE_STREAM_WEBHOOK_SECRET"
 
 
+def _hidden(value: Any) -> str:
+    """A value that may hold a secret, in an error message: its type only."""
+    return f"a value of type {type(value).__name__} (not shown: it may hold a secret)"
+
+
 def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
     """`value` checked against the field annotation `hint` (and int -> float, str -> Path); ConfigError if it is not."""
+    show = _hidden if dotted in SECRET_KEYS | URL_KEYS else _shown
     if hint == StoreTarget:  # read as a URL before it is read as a path
         if not isinstance(value, str | Path | PostgresUrl):
-            raise ConfigError(f"{origin}: {dotted} must be a path or a postgresql:// URL (string), got {_shown(value)}")
+            raise ConfigError(f"{origin}: {dotted} must be a path or a postgresql:// URL (string), got {show(value)}")
         try:
             return parse_store_target(value)
         except ValueError as error:
@@ -108,7 +114,7 @@ def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
         return None
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{origin}: {dotted} must be a list of strings, got {_shown(value)}")
+            raise ConfigError(f"{origin}: {dotted} must be a list of strings, got {show(value)}")
         return tuple(value)
     if hint is bool:
         ok = isinstance(value, bool)
@@ -126,7 +132,7 @@ def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
         raise TypeError(f"config field {dotted}: unsupported annotation {hint}")
     if not ok:
         expected = _EXPECTED[hint] + (" or null" if optional else "")
-        raise ConfigError(f"{origin}: {dotted} must be {expected}, got {_shown(value)}")
+        raise ConfigError(f"{origin}: {dotted} must be {expected}, got {show(value)}")
     return value
 
 
