@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from model.labels import CPU_ENGINES, DEVICES, MAX_WINDOW, MIN_WINDOW, is_device_name
 from stream.config.store_location import StoreTarget
@@ -277,6 +278,14 @@ class StoreSettings:
             raise ValueError(f"retention_days must be a positive number of days or null, got {self.retention_days}")
 
 
+def _has_host(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # an unclosed [IPv6 or a port that is not a number
+        return False
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     host: str = LOOPBACK  # where the HTTP service listens; anything but loopback needs a token
@@ -309,8 +318,8 @@ class ServiceSettings:
         if not self.upload_max_mb > 0:
             raise ValueError(f"upload_max_mb must be positive, got {self.upload_max_mb}")
         for url in self.webhooks:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"webhooks must be http:// or https:// URLs, got {redact_url(url)!r}")
+            if not url.startswith(("http://", "https://")) or not _has_host(url):
+                raise ValueError(f"webhooks must be http:// or https:// URLs with a host, got {redact_url(url)!r}")
 
     def is_loopback(self) -> bool:
         return is_loopback(self.host)

@@ -86,7 +86,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its `user:password@`, and the `Authorization: Basic` header that carries them instead."""
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(url)  # ServiceSettings checked that it splits
     if "@" not in parts.netloc:
         return url, {}
     userinfo, _, host = parts.netloc.rpartition("@")
