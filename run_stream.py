@@ -132,9 +132,14 @@ def raise_usage(message: str) -> None:
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
     """The config file, then the flags over the same keys."""
-    from stream.config import DEFAULT_CONFIG, load_settings, with_overrides
+    from stream.config import DEFAULT_CONFIG, environment_overrides, load_settings, with_overrides
 
-    flags = flag_overrides(args, SHARED_FLAGS) | flag_overrides(args, SERVICE_FLAGS) | serve_keys(args)
+    flags = (
+        environment_overrides(os.environ)
+        | flag_overrides(args, SHARED_FLAGS)
+        | flag_overrides(args, SERVICE_FLAGS)
+        | serve_keys(args)
+    )
     settings = load_settings(args.config or DEFAULT_CONFIG, flags)
     if args.webhook:  # added to the config's webhooks, not instead of them
         settings = with_overrides(settings, {"service.webhooks": [*settings.service.webhooks, *args.webhook]})
@@ -184,9 +189,12 @@ def print_report(report: Report) -> None:
 
 def write_report(path: Path, report: Report) -> bool:
     """Write the report (its folder was checked before the run, and is not made now); False, said in one line, when
-    it still cannot be written."""
+    it still cannot be written. A new file is made 0600 (and one there before tightened to it): it names cameras."""
+    from stream.store.private_files import open_private
+
     try:
-        path.write_text(json.dumps(report.as_dict(), indent=2))
+        with open_private(path, exclusive=False) as out:
+            out.write(json.dumps(report.as_dict(), indent=2).encode())
     except OSError as error:
         print(f"error: cannot write report {path}: {error.strerror or error}", file=sys.stderr)
         return False

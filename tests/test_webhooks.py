@@ -57,6 +57,7 @@ class Receiver:
         self.status = status
         self.location = location
         self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []  # each body as it came, for checking its signature
         self.headers: list[dict[str, str]] = []
         self.answered = 0
         self.gate = threading.Event()
@@ -67,6 +68,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.raw.append(body)
                 receiver.bodies.append(json.loads(body))
                 receiver.headers.append(dict(self.headers))
                 receiver.gate.wait()

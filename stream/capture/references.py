@@ -1,5 +1,5 @@
 """Source references: what a user may name as a source (`demo`, a webcam, `rtsp://…`, `screen`, a file), parsed and
-checked without opening anything, the typed errors a source raises, and redaction of credentials for display."""
+checked without opening anything, the typed errors a source raises, and redaction of secrets for display."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from model.labels import MIN_WINDOW
+from stream.text import MASK, redact_url
 
 LIVE_SCHEMES = ("rtsp", "rtsps")
 
@@ -41,7 +42,8 @@ class SourceEnded(Exception):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A parsed source reference. `display` is safe to log and store (credentials removed)."""
+    """A parsed source reference. `target` is what is opened; `display` is safe to log, store and name the stream
+    after (`user:password@` and secret-looking query values replaced by `***`)."""
 
     kind: str  # demo | webcam | rtsp | screen | file | whip | upload (a file sent to the service)
     target: str
@@ -58,12 +60,8 @@ class SourceSpec:
 
 
 def redact(reference: str) -> str:
-    """The reference with any user:password removed from a URL, for logs and the store."""
-    parts = urlsplit(reference)
-    if not parts.scheme or "@" not in parts.netloc:
-        return reference
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    """The reference without its secrets (stream.text.redact_url) when it is a URL, for logs and the store."""
+    return redact_url(reference) if "://" in reference else reference
 
 
 def parse_source(reference: str) -> SourceSpec:
@@ -157,7 +155,7 @@ def stream_name(spec: SourceSpec, taken: Sequence[str]) -> str:
     if spec.kind in ("file", "upload"):
         base = Path(spec.target).stem
     elif spec.kind == "rtsp":
-        base = spec.display.split("://", 1)[1].split("@")[-1].replace("/", "_").strip("_")
+        base = _camera_name(spec.display)
     else:
         base = Path(spec.target).name
     base = base or spec.kind
@@ -165,3 +163,11 @@ def stream_name(spec: SourceSpec, taken: Sequence[str]) -> str:
     while name in taken:
         name, n = f"{base}-{n}", n + 1
     return name
+
+
+def _camera_name(display: str) -> str:
+    """host:port_path from a redacted URL, with its query's plain parameters (the masked ones left out)."""
+    parts = urlsplit(display)
+    kept = [pair for pair in parts.query.split("&") if pair and not pair.endswith(f"={MASK}")]
+    name = parts.netloc.rpartition("@")[2] + parts.path + ("?" + "&".join(kept) if kept else "")
+    return name.replace("/", "_").strip("_")

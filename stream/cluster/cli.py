@@ -82,9 +82,10 @@ def with_flags(plan: CameraPlan, args: argparse.Namespace) -> CameraPlan:
 
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
-    from stream.config import DEFAULT_CONFIG, load_settings
+    from stream.config import DEFAULT_CONFIG, environment_overrides, load_settings
 
-    return load_settings(args.config or DEFAULT_CONFIG, flag_overrides(args, DETECTOR_FLAGS))
+    flags = environment_overrides(os.environ) | flag_overrides(args, DETECTOR_FLAGS)
+    return load_settings(args.config or DEFAULT_CONFIG, flags)
 
 
 def ray_environment(address: str | None, terminal: bool) -> None:

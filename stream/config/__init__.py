@@ -5,7 +5,9 @@ Light on purpose: importing it loads none of torch, av, cv2, mediapipe, onnxrunt
 
 from stream.config.loading import (
     SECRET_KEYS,
+    WEBHOOK_SECRET_ENV,
     config_keys,
+    environment_overrides,
     load_settings,
     settings_as_dict,
     settings_from_mapping,
@@ -39,6 +41,7 @@ __all__ = [
     "ROI_MODELS",
     "SECRET_KEYS",
     "THRESHOLD_ORIGINS",
+    "WEBHOOK_SECRET_ENV",
     "WINDOW_MODES",
     "BoxMapping",
     "ClipSettings",
@@ -53,6 +56,7 @@ __all__ = [
     "TrackingSettings",
     "VerdictPolicy",
     "config_keys",
+    "environment_overrides",
     "load_settings",
     "settings_as_dict",
     "settings_from_mapping",

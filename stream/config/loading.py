@@ -16,6 +16,7 @@ import yaml
 
 from stream.config.sections import DEFAULT_CONFIG, ConfigError, Settings, VerdictPolicy
 from stream.config.store_location import PostgresUrl, StoreTarget, parse_store_target
+from stream.text import redact_url
 
 # Fields of a section's dataclass that are not configuration (set by the program, not by YAML or flags).
 _NOT_CONFIG: dict[type, frozenset[str]] = {VerdictPolicy: frozenset({"calibrated", "threshold_from"})}
@@ -79,15 +80,25 @@ def _shown(value: Any) -> str:
 
 
 _EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path (string)"}
-# Keys whose value is a secret: kept out of the config saved with a session.
-SECRET_KEYS = frozenset({"service.token", "service.publish_token"})
+# Keys whose value is a secret: kept out of the config saved with a session ("<set>" when set).
+SECRET_KEYS = frozenset({"service.token", "service.publish_token", "service.webhook_secret"})
+# Keys whose values are URLs that may carry a secret: saved without it (stream.text.redact_url).
+URL_KEYS = frozenset({"service.webhooks"})
+# The environment variable that sets service.webhook_secret, so the secret stays off the command line.
+WEBHOOK_SECRET_ENV = "DEEPFAKE_STREAM_WEBHOOK_SECRET"
+
+
+def _hidden(value: Any) -> str:
+    """A value that may hold a secret, in an error message: its type only."""
+    return f"a value of type {type(value).__name__} (not shown: it may hold a secret)"
 
 
 def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
     """`value` checked against the field annotation `hint` (and int -> float, str -> Path); ConfigError if it is not."""
+    show = _hidden if dotted in SECRET_KEYS | URL_KEYS else _shown
     if hint == StoreTarget:  # read as a URL before it is read as a path
         if not isinstance(value, str | Path | PostgresUrl):
-            raise ConfigError(f"{origin}: {dotted} must be a path or a postgresql:// URL (string), got {_shown(value)}")
+            raise ConfigError(f"{origin}: {dotted} must be a path or a postgresql:// URL (string), got {show(value)}")
         try:
             return parse_store_target(value)
         except ValueError as error:
@@ -103,7 +114,7 @@ def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
         return None
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{origin}: {dotted} must be a list of strings, got {_shown(value)}")
+            raise ConfigError(f"{origin}: {dotted} must be a list of strings, got {show(value)}")
         return tuple(value)
     if hint is bool:
         ok = isinstance(value, bool)
@@ -121,7 +132,7 @@ def _typed(origin: str, dotted: str, hint: Any, value: Any) -> Any:
         raise TypeError(f"config field {dotted}: unsupported annotation {hint}")
     if not ok:
         expected = _EXPECTED[hint] + (" or null" if optional else "")
-        raise ConfigError(f"{origin}: {dotted} must be {expected}, got {_shown(value)}")
+        raise ConfigError(f"{origin}: {dotted} must be {expected}, got {show(value)}")
     return value
 
 
@@ -208,13 +219,23 @@ def settings_as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     for section, keys in _KEYS.items():
         values = getattr(settings, section)
-        result[section] = {
-            key: "<set>"
-            if f"{section}.{key}" in SECRET_KEYS and getattr(values, key) is not None
-            else _plain(getattr(values, key))
-            for key in keys
-        }
+        result[section] = {key: _saved(f"{section}.{key}", getattr(values, key)) for key in keys}
     return result
+
+
+def _saved(dotted: str, value: Any) -> Any:
+    if dotted in SECRET_KEYS and value is not None:
+        return "<set>"
+    if dotted in URL_KEYS:
+        return [redact_url(url) for url in value]
+    return _plain(value)
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, object]:
+    """The keys the environment sets (flags over the config file's): service.webhook_secret from
+    $DEEPFAKE_STREAM_WEBHOOK_SECRET."""
+    secret = environ.get(WEBHOOK_SECRET_ENV)
+    return {"service.webhook_secret": secret} if secret else {}
 
 
 def _plain(value: Any) -> Any:

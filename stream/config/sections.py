@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from model.labels import CPU_ENGINES, DEVICES, MAX_WINDOW, MIN_WINDOW, is_device_name
 from stream.config.store_location import StoreTarget
 from stream.network import LOOPBACK, is_loopback
+from stream.text import redact_url
 
 # Users read and edit the checkout's configs/default.yaml. An installed package has no checkout: it reads the copy
 # shipped beside this module, which in the repository is a symlink to that file (so the two cannot drift apart, and
@@ -292,6 +293,14 @@ def is_host_or_network(text: str) -> bool:
     return True
 
 
+def _has_host(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # an unclosed [IPv6 or a port that is not a number
+        return False
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     host: str = LOOPBACK  # where the HTTP service listens; anything but loopback needs a token
@@ -307,6 +316,7 @@ class ServiceSettings:
     webhook_timeout_s: float = 5.0  # one POST gives up after this long ...
     webhook_retries: int = 3  # ... and is retried this many times with growing backoff
     webhook_queue: int = 256  # events waiting for delivery; past this the oldest are dropped (and counted)
+    webhook_secret: str | None = None  # HMAC key that signs each webhook body (None: unsigned; never stored or logged)
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs for WHIP peers (none: local interfaces only)
     upload_max_mb: float = 500.0  # the largest video an upload may send
     upload_dir: Path | None = None  # where uploads are kept; None: an uploads/ folder beside store.db
@@ -329,11 +339,13 @@ class ServiceSettings:
             raise ValueError(f"webhook_retries must be 0 or more, got {self.webhook_retries}")
         if self.webhook_queue < 1:
             raise ValueError(f"webhook_queue must be at least 1, got {self.webhook_queue}")
+        if self.webhook_secret is not None and not self.webhook_secret.strip():
+            raise ValueError("webhook_secret must not be empty (null: webhooks unsigned)")
         if not self.upload_max_mb > 0:
             raise ValueError(f"upload_max_mb must be positive, got {self.upload_max_mb}")
         for url in self.webhooks:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"webhooks must be http:// or https:// URLs, got {url!r}")
+            if not url.startswith(("http://", "https://")) or not _has_host(url):
+                raise ValueError(f"webhooks must be http:// or https:// URLs with a host, got {redact_url(url)!r}")
         self._check_access()
         self._check_sources()
 

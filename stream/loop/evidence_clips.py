@@ -1,5 +1,6 @@
 """Evidence clips: when a face turns FAKE, an mp4 of its recent crops (pre-roll from its ring) and the next few
-seconds of that face; total disk use bounded by deleting the oldest clips."""
+seconds of that face; total disk use bounded by deleting the oldest clips. Clips are created 0600 in a folder made
+0700 (stream/store/private_files.py): they are faces."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from stream.config import ClipSettings
 from stream.records import Alert, FinishedClip
+from stream.store.private_files import create_private_file, make_private_folder
 
 
 class OpenClip:
@@ -21,6 +23,7 @@ class OpenClip:
         settings = recorder.settings
         self.alert, self.path, self.ends_at, self.frames = alert, path, ends_at, 0
         self._recorder = recorder
+        create_private_file(path)  # FFmpeg then opens it by name, keeping its mode
         self._container = av.open(str(path), "w")
         self._stream = self._container.add_stream("libx264", rate=round(settings.fps))
         self._stream.width = self._stream.height = settings.size
@@ -75,7 +78,7 @@ class ClipRecorder:
 
     def start(self, alert: Alert, pre_roll: np.ndarray, now: float | None = None) -> OpenClip:
         """Open a clip for the alert's face and write `pre_roll` (N x H x W x 3 uint8 BGR crops, oldest first)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_folder(self.directory)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(alert.t))
         millis = int(alert.t % 1 * 1000)
         safe_stream = "".join(c if c.isalnum() or c in "-_" else "_" for c in alert.stream_id)

@@ -21,6 +21,7 @@ from stream.records import StreamHealth, StreamState
 from stream.service.schemas import ApiError, UploadOut, UploadState
 from stream.service.upload_files import UploadFiles
 from stream.store import Report, ScoreReader, StreamRow, build_report, open_reader
+from stream.store.private_files import make_private_folder, open_private
 
 MB = 1024 * 1024
 IDLE_S = 30.0  # an upload that sends nothing for this long is given up (408)
@@ -51,7 +52,7 @@ async def receive(chunks: AsyncIterator[bytes], path: Path, max_bytes: int, idle
     """Write the body to `path` as it arrives, counting: 413 past `max_bytes`, 408 when it stalls, 507 when it
     cannot be written. An upload refused or broken off leaves no file behind."""
     try:
-        out = path.open("xb")
+        out = open_private(path)  # 0600: an upload is someone's video
     except OSError as error:
         raise ApiError(507, f"cannot keep the upload at {path}: {error.strerror or error}") from None
     received, finished = 0, False
@@ -141,7 +142,7 @@ class Uploads:
         upload_id = f"upload-{secrets.token_hex(4)}"
         path = self.files.path_for(upload_id)  # a fixed suffix: the client's name is only shown
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self.directory)
         except OSError as error:
             raise ApiError(507, f"cannot keep uploads in {self.directory}: {error.strerror or error}") from None
         size = await receive(chunks, path, self.max_bytes)

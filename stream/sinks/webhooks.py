@@ -20,10 +20,19 @@ thread per URL (a dead receiver does not hold up a healthy one) with its own que
 the oldest is dropped and counted); each POST gives up after `webhook_timeout_s`; a non-2xx answer (redirects are not
 followed) or a network error is retried `webhook_retries` times with doubling backoff, then counted failed. Posts go
 straight to the URL, never through a proxy. `close()` gives what is queued a short grace, then drops the rest.
+
+Secrets: a URL's `user:password@` is sent as `Authorization: Basic` to the URL without it (urllib would otherwise
+take it for a host:port and never connect). With `service.webhook_secret` set, each POST carries
+`X-Deepfake-Stream-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body under the secret>` (signed
+afresh on each try), as Stripe and Standard Webhooks sign theirs: the receiver recomputes it over the raw body and
+refuses an old `t` (docs/service-and-api.md shows how). Logs name only a URL's scheme://host:port.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -43,6 +52,7 @@ from stream.records import Alert, Event, FinishedClip, StreamHealth, StreamInfo,
 log = logging.getLogger("deepfake_stream")
 
 SCHEMA = "deepfake-stream/webhook/1"
+SIGNATURE_HEADER = "X-Deepfake-Stream-Signature"
 BACKOFF_S = 0.5  # the first retry's delay; each further one doubles ...
 MAX_BACKOFF_S = 30.0  # ... up to this
 CLOSE_GRACE_S = 2.0  # what close() gives queued deliveries before dropping them
@@ -68,6 +78,24 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header's value: `t=<timestamp>,v1=<hex HMAC-SHA256 over "<timestamp>." + body>`."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its `user:password@`, and the `Authorization: Basic` header that carries them instead."""
+    parts = urllib.parse.urlsplit(url)  # ServiceSettings checked that it splits
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    bare = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+
+
 def _number(value: float | None) -> float | None:
     return None if value is None else float(value)
 
@@ -76,7 +104,9 @@ class _Delivery:
     """One URL's queue and delivery thread (started at the first event)."""
 
     def __init__(self, url: str, settings: ServiceSettings, backoff_s: float, count: Callable[[str], None]) -> None:
-        self.url = url
+        self.url, self._headers = split_credentials(url)
+        self._headers |= {"Content-Type": "application/json", "User-Agent": "deepfake-stream"}
+        self._secret = settings.webhook_secret
         self._capacity = settings.webhook_queue
         self._timeout_s = settings.webhook_timeout_s
         self._retries = settings.webhook_retries
@@ -156,12 +186,10 @@ class _Delivery:
 
     def _post(self, body: bytes) -> str | None:
         """POST once; None when the answer was 2xx, else why not (one line)."""
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "deepfake-stream"},
-        )
+        headers = dict(self._headers)
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = signature(self._secret, int(time.time()), body)
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
             with self._opener.open(request, timeout=self._timeout_s) as response:
                 response.read(65536)

@@ -18,6 +18,7 @@ from typing import Any
 from stream.records import Alert, WindowScore
 from stream.store.dialect import SQLITE
 from stream.store.keys import new_session_id
+from stream.store.private_files import create_private_file, make_private_folder
 from stream.store.queries import Statement, WriteQueries
 from stream.store.records import SessionInfo, StoreError
 from stream.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION
@@ -39,10 +40,11 @@ class SqliteWriter(SqlWriter):
         self._own_sessions: list[str] = []
         self._conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self.path.parent)
+            create_private_file(self.path)  # 0600 before SQLite opens it: its -wal and -shm files take its mode
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as error:
-            # mkdir(exist_ok=True) raises FileExistsError only when the parent exists as something else.
+            # make_private_folder raises FileExistsError only when a parent exists as something else.
             reason = f"{self.path.parent} is not a directory" if isinstance(error, FileExistsError) else error
             raise StoreError(
                 f"cannot open the score store at {self.path}: {one_line(reason)}; pass --db with a writable path"
