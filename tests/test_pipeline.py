@@ -250,5 +250,5 @@ def test_clips_go_beside_the_store_and_play_in_a_dashboard_started_elsewhere(
     monkeypatch.setenv(DB_ENV, str(db))
     at = dashboard()
     assert not at.exception, [e.value for e in at.exception]
-    assert not [c.value for c in at.caption if "not on this machine" in c.value]
+    assert not [c.value for c in at.caption if "clip unavailable" in c.value]
     assert len(at.get("video")) == 1
