@@ -204,11 +204,14 @@ class WhipIngest:
         return Response(status_code=200, headers=cors)
 
     async def faces(self, stream_name: str) -> dict[str, Any]:
-        if not any(h.stream_id == stream_name for h in self._detector.health()):
+        health = next((h for h in self._detector.health() if h.stream_id == stream_name), None)
+        if health is None:
             raise HTTPException(404, f"no stream {stream_name[:80]!r} in the detector")
         calibrated = self._detector.loaded.calibrated
         return {
             "stream_id": stream_name,
+            "state": str(health.state),  # the page says why once the stream is lost or failed
+            "last_error": health.last_error,
             "calibrated": calibrated,
             "warning": None if calibrated else UNCALIBRATED_WARNING,
             "faces": [
