@@ -9,7 +9,9 @@ served as an `st.App` (dashboard/serve.py) with this ASGI middleware in front of
 - under `/_stcore/` only what the page needs to load (`health`, `host-config`, `stream`, the uploads above and the
   components' files); everything else there (`metrics`, the agent API that drives a page without a browser, the
   script health check) is refused, always: the dashboard uses none of it;
-- Streamlit's sign-in routes (`/auth/…`, `/oauth2callback`) are refused: the dashboard has its own gate.
+- Streamlit's sign-in routes (`/auth/…`, `/oauth2callback`) are refused: the dashboard has its own gate;
+- the rest goes on: the page's static files, and `/media/…`, whose ids are hashes of content that only a page drawn
+  after the password makes (a pre-login session cannot name one).
 
 The sessions let in are kept here, in this process's memory (never in `st.cache_resource`, which a client message
 can clear): each one's session id with a random value its session state holds as well (dashboard/gate.py).
