@@ -22,7 +22,7 @@ import threading
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from model.cli import OneLineParser
 from model.labels import UNCALIBRATED_WARNING
@@ -247,12 +247,7 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, on_signal)
         dashboard = (
-            start_dashboard(
-                settings.store.db,
-                host=args.dashboard_address,
-                token=settings.service.token,
-                tls_ca=settings.service.tls_ca,
-            )
+            start_dashboard(settings.store.db, host=args.dashboard_address, **dashboard_options(settings))
             if args.dashboard
             else None
         )
@@ -292,6 +287,16 @@ def run(args: argparse.Namespace, settings: Settings, checked: Checked) -> int:
     return 1 if failed or not written else 0
 
 
+def dashboard_options(settings: Settings) -> dict[str, Any]:
+    """What the dashboard takes from the run's settings: the service's token, CA file and upload cap, the clips
+    folder."""
+    from stream.config.store_location import local_path
+
+    clips = settings.clips.beside_store(local_path(settings.store.db)).directory
+    service = settings.service
+    return {"token": service.token, "tls_ca": service.tls_ca, "upload_max_mb": service.upload_max_mb, "clips": clips}
+
+
 def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
     """Serve the dashboard over the store with the safe flags (127.0.0.1 unless told, no usage statistics) until a
     signal; the service's admin token and CA file go to it through its environment."""
@@ -300,8 +305,7 @@ def dashboard_only(settings: Settings, address: str = "127.0.0.1") -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    service = settings.service
-    with start_dashboard(settings.store.db, host=address, token=service.token, tls_ca=service.tls_ca) as dashboard:
+    with start_dashboard(settings.store.db, host=address, **dashboard_options(settings)) as dashboard:
         print(f"dashboard: {dashboard.url}", flush=True)
         log.info("serving the store %s; Ctrl-C stops", settings.store.db)
         stop.wait()

@@ -224,6 +224,11 @@ class Control:
     def upload_progress(self, upload_id: str) -> UploadProgress:
         return _upload(self._call("GET", f"api/uploads/{_segment(upload_id)}").json())
 
+    def uploads(self) -> list[dict[str, Any]]:
+        """Every upload the service knows, as it answers them (`state`, and `queue_position` while queued)."""
+        body = self._call("GET", "api/uploads").json()
+        return [u for u in body if isinstance(u, dict)] if isinstance(body, list) else []
+
 
 def _segment(text: str) -> str:
     """One URL path segment (stream ids are plain names, but nothing typed may add a path)."""

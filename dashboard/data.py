@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from stream.config import LoopSettings, StoreSettings
-from stream.config.store_location import StoreTarget, parse_store_target
+from stream.config.store_location import StoreTarget, local_path, parse_store_target
 from stream.store import (
     AlertRow,
     FaceRow,
@@ -60,6 +60,30 @@ def db_path(argv: Sequence[str], environ: Mapping[str, str]) -> StoreTarget:
         return parse_store_target(value)
     except ValueError as error:
         raise StoreError(str(error)) from None
+
+
+def clips_folder(argv: Sequence[str], db: StoreTarget) -> Path:
+    """The one folder the page plays evidence clips from: `-- --clips DIR` after the script (dashboard/launch.py
+    passes the detector's `clips.directory`), else the detector's default: `clips` beside the store."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--clips")
+    known, _ = parser.parse_known_args(list(argv))
+    if known.clips:
+        return Path(known.clips).resolve()
+    return (local_path(db).parent / "clips").resolve()
+
+
+def clip_file(clip: str, db: StoreTarget, folder: Path) -> Path | None:
+    """The clip an alert names, only when it is a file inside the clips folder (symlinks followed, then checked): as
+    stored, or relative to the store's folder. None otherwise: a stored path never opens any other file."""
+    path = Path(clip)
+    if not path.is_absolute():
+        path = local_path(db).parent / path
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return resolved if resolved.is_relative_to(folder) and resolved.is_file() else None
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Start the dashboard as a child process (`streamlit run dashboard/app.py`) and stop it again.
+"""Start the dashboard as a child process (`streamlit run dashboard/serve.py`, the page behind its guard); stop it.
 
 `run_stream.py SOURCE --dashboard` uses this to run the dashboard beside the detector, `--dashboard-only` to serve
 it alone over a store; the browser test uses it too. The dashboard listens on 127.0.0.1 unless told otherwise, on a
@@ -10,6 +10,7 @@ file that verifies an https:// service's certificate (`DEEPFAKE_STREAM_TLS_CA`).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
@@ -26,7 +27,8 @@ from dashboard.access import address_problem
 from stream.config.store_location import StoreTarget, parse_store_target
 from stream.network import TLS_CA_ENV, TOKEN_ENV
 
-APP = Path(__file__).resolve().with_name("app.py")
+APP = Path(__file__).resolve().with_name("serve.py")  # the page (app.py) behind the guard (guard.py)
+DEFAULT_UPLOAD_MB = 500.0  # service.upload_max_mb's default, when the caller does not say
 _POLL_S = 0.1
 
 
@@ -42,7 +44,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class DashboardProcess:
-    """A running `streamlit run dashboard/app.py`: `.url` to open, `.stop()` to end it (idempotent)."""
+    """A running `streamlit run dashboard/serve.py`: `.url` to open, `.stop()` to end it (idempotent)."""
 
     def __init__(self, process: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> None:
         self.process = process
@@ -95,15 +97,21 @@ _STREAMLIT_OFFLINE = (
 )
 
 
-def command(db: StoreTarget, host: str, port: int) -> list[str]:
-    """`streamlit run dashboard/app.py` with nothing that leaves the machine unasked.
+def command(
+    db: StoreTarget, host: str, port: int, upload_max_mb: float = DEFAULT_UPLOAD_MB, clips: Path | None = None
+) -> list[str]:
+    """`streamlit run dashboard/serve.py` with nothing that leaves the machine unasked.
 
     - `server.address` set to one address (not 0.0.0.0 or ::): listen there only, and print that one URL
       instead of looking up the machine's internal and (when headless) external address for the banner.
     - `server.headless`: no browser opened, no e-mail prompt (whose answer Streamlit would send to its servers).
     - `browser.gatherUsageStats false`: the page sends no usage statistics, and nothing is counted for them.
     - the address look-ups behind the WebSocket origin check answered locally (`_STREAMLIT_OFFLINE` above).
+    - `server.maxUploadSize`: the service's upload cap (`service.upload_max_mb`, whole MB, rounded up), so the
+      page's uploader takes what the detector takes and Streamlit holds no more than that per file.
+    - `--clips`: the only folder the page plays evidence clips from (default: `clips` beside the store).
     """
+    extra = ["--clips", str(clips)] if clips is not None else []
     return [
         sys.executable,
         "-c",
@@ -124,9 +132,12 @@ def command(db: StoreTarget, host: str, port: int) -> list[str]:
         "none",
         "--client.toolbarMode",
         "minimal",
+        "--server.maxUploadSize",
+        str(max(1, math.ceil(upload_max_mb))),
         "--",
         "--db",
         str(db),
+        *extra,
     ]
 
 
@@ -149,13 +160,16 @@ def start_dashboard(
     timeout_s: float = 60.0,
     token: str | None = None,
     tls_ca: Path | None = None,
+    upload_max_mb: float = DEFAULT_UPLOAD_MB,
+    clips: Path | None = None,
 ) -> DashboardProcess:
     """Start the dashboard over the store at `db` and wait until it answers HTTP; `DashboardError` if it cannot.
 
     `port=None` picks a free port. The store need not exist yet: the page says how to start the detector and
     shows the data once it appears. `token`: the detector service's admin token, and `tls_ca`: the CA file its
     certificate is verified with, both handed over in the child's environment (never its argv).
-    A `host` other than loopback is refused unless the password is set in the environment.
+    A `host` other than loopback is refused unless the password is set in the environment. `upload_max_mb`: the
+    service's upload cap; `clips`: the clips folder (None: `clips` beside the store).
     """
     problem = address_problem(host, os.environ)
     if problem is not None:
@@ -178,7 +192,9 @@ def start_dashboard(
     url = f"http://{display_host}:{chosen}"
     log = tempfile.TemporaryFile()  # noqa: SIM115 (the DashboardProcess owns it and closes it in stop())
     try:
-        process = subprocess.Popen(command(db, host, chosen), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        process = subprocess.Popen(
+            command(db, host, chosen, upload_max_mb, clips), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+        )
     except OSError as error:
         log.close()
         raise DashboardError(f"cannot start the dashboard ({sys.executable} -m streamlit): {error}") from None

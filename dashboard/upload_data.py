@@ -3,8 +3,9 @@ their reports, and an upload's faces as a table for its CSV. Reads only; nothing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -71,25 +72,58 @@ def past_uploads(reader: ScoreReader) -> list[PastUpload]:
 
 
 PAST_COLUMNS = ["file", "ended", "status", "verdict", "faces", "frames_read", "upload"]
+FINAL_UPLOAD_STATES = ("done", "failed")  # the service's upload states once it has ended
+UNFINISHED = "unfinished"  # not ended in the store, and no running detector says more
 
 
-def past_frame(uploads: Sequence[PastUpload]) -> pd.DataFrame:
-    """The past uploads as a table."""
-    return pd.DataFrame(
+def service_state(body: Mapping[str, Any]) -> str:
+    """An upload's state as the service answers it: `queued (2 ahead)`, `running`, or any other state as it comes."""
+    state = str(body.get("state") or "unknown")
+    position = body.get("queue_position")
+    if state == "queued" and isinstance(position, int) and not isinstance(position, bool):
+        return f"queued ({position} ahead)" if position > 0 else "queued (next)"
+    return state
+
+
+def upload_status(upload: PastUpload, live: Mapping[str, Mapping[str, Any]]) -> str:
+    """What an upload is now: the running detector's word while it has not ended (`live`: the service's uploads by
+    `SESSION/UPLOAD`), else how it ended in the store; `unfinished` when neither says."""
+    body = live.get(upload.key)
+    if body is not None and str(body.get("state")) not in FINAL_UPLOAD_STATES:
+        return service_state(body)
+    if upload.finished:
+        return upload.stream.status
+    if body is not None:  # ended, and the store has not caught up yet
+        return str(body.get("status") or body.get("state"))
+    return UNFINISHED
+
+
+def waiting(uploads: Sequence[PastUpload], live: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The service's uploads not in the store yet (queued, or just starting), in its order."""
+    known = {u.key for u in uploads}
+    return [body for key, body in live.items() if key not in known]
+
+
+def past_frame(uploads: Sequence[PastUpload], live: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """The past uploads as a table, the ones the service holds but has not started first."""
+    live = live or {}
+    rows = [
+        [str(body.get("file_name", "")), "", service_state(body), "", 0, 0, str(body.get("upload_id", ""))]
+        for body in waiting(uploads, live)
+    ]
+    rows += [
         [
-            [
-                u.file_name,
-                "" if u.t is None or not u.finished else data.wall_time(u.t, with_date=True),
-                u.stream.status,
-                u.stream.verdict,
-                len(u.stream.faces),
-                u.stream.frames_read,
-                u.upload_id,
-            ]
-            for u in uploads
-        ],
-        columns=PAST_COLUMNS,
-    )
+            u.file_name,
+            "" if u.t is None or not u.finished else data.wall_time(u.t, with_date=True),
+            upload_status(u, live),
+            u.stream.verdict,
+            len(u.stream.faces),
+            u.stream.frames_read,
+            u.upload_id,
+        ]
+        for u in uploads
+    ]
+    return pd.DataFrame(rows, columns=PAST_COLUMNS)
 
 
 FACE_COLUMNS = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -18,10 +19,11 @@ from dashboard.charts import timeline_chart
 from dashboard.control import Control, ControlError
 from dashboard.detectors import Target
 from dashboard.verdicts import badge
-from stream.store import FaceReport, FaceRow, Report, ScoreReader, SessionRow, StreamReport
+from stream.store import FaceReport, FaceRow, Report, ScoreReader, SessionRow, StoreError, StreamReport
 
 UPLOAD_TYPES = ["mp4", "avi", "mov", "mkv", "webm"]
 PROGRESS_REFRESH_S = 0.5
+PAST_REFRESH_S = 2.0  # the past uploads table, while one of them has not ended
 OPEN_KEY = "upload:open"  # "SESSION/UPLOAD" of the upload shown
 SENT_KEY = "upload:sent"  # {file_id: upload id or None}: each file chosen in the uploader is sent once
 PICK_KEY = "upload:pick"
@@ -39,8 +41,37 @@ def page(db: Path, reader: ScoreReader | None, target: Target) -> None:
     st.subheader("Past uploads")
     if reader is None:
         st.caption("no store yet")
-    else:
-        past_uploads(reader)
+        return
+    live = live_uploads(target)
+    moving = any(not u.finished for u in upload_data.past_uploads(reader)) or bool(live)
+    st.fragment(_past_part, run_every=PAST_REFRESH_S if moving else None)(db, target)
+
+
+def live_uploads(target: Target) -> dict[str, dict[str, Any]]:
+    """The running detector's uploads by `SESSION/UPLOAD` with their state (empty when none answers)."""
+    if target.control is None:
+        return {}
+    try:
+        bodies = target.control.uploads()
+    except ControlError:
+        return {}
+    return {f"{b.get('session_id')}/{b.get('upload_id')}": b for b in bodies}
+
+
+def _past_part(db: Path, target: Target) -> None:
+    """The past uploads table, redrawn while any of them has not ended (the store and the service read afresh)."""
+
+    def draw(reader: ScoreReader | None) -> None:
+        if reader is None:
+            st.caption("no store yet")
+        else:
+            past_uploads(reader, live_uploads(target))
+
+    try:
+        with data.open_store(db) as reader:
+            draw(reader)
+    except StoreError as error:
+        st.error(str(error), icon=":material/error:")
 
 
 def uploader(target: Target) -> None:
@@ -64,7 +95,7 @@ def uploader(target: Target) -> None:
         type=UPLOAD_TYPES,
         key="upload:file",
         disabled=limits is None,
-        max_upload_size=max(1, math.ceil(limits.max_mb)) if limits is not None else None,
+        max_upload_size=_widget_cap(limits.max_mb) if limits is not None else None,
         help="Sent to the detector as it is chosen; it is scored with the time live cameras leave free.",
     )
     # Each file chosen is sent once: its upload id, or the one line that said why it was not taken.
@@ -90,6 +121,12 @@ def uploader(target: Target) -> None:
             return
     sent[chosen.file_id] = progress.upload_id
     st.session_state[OPEN_KEY] = f"{progress.session_id}/{progress.upload_id}"
+
+
+def _widget_cap(service_mb: float) -> int:
+    """The uploader's cap in whole MB: the service's, but never above what this Streamlit server takes per file
+    (`server.maxUploadSize`, which dashboard/launch.py sets to the service's cap)."""
+    return max(1, min(math.ceil(service_mb), int(st.get_option("server.maxUploadSize"))))
 
 
 def show_upload(db: Path, reader: ScoreReader, session_id: str, upload_id: str, target: Target) -> None:
@@ -228,14 +265,19 @@ def _open(key: str) -> None:
         st.session_state[OPEN_KEY] = picked
 
 
-def past_uploads(reader: ScoreReader) -> None:
-    """Every upload in the store, newest first, and a picker that opens one."""
+def past_uploads(reader: ScoreReader, live: dict[str, dict[str, Any]] | None = None) -> None:
+    """Every upload in the store (and the ones the service holds but has not started), newest first, each with what
+    it is now (`live`: the running detector's word), and a picker that opens one."""
+    live = live or {}
     uploads = upload_data.past_uploads(reader)
-    if not uploads:
+    if not uploads and not live:
         st.caption("no uploads yet")
         return
-    st.dataframe(upload_data.past_frame(uploads), hide_index=True, width="stretch")
-    labels = {u.key: f"{u.file_name} · {u.stream.verdict} · {u.stream.status} · {u.upload_id}" for u in uploads}
+    st.dataframe(upload_data.past_frame(uploads, live), hide_index=True, width="stretch", key="upload:past")
+    labels = {
+        u.key: f"{u.file_name} · {u.stream.verdict} · {upload_data.upload_status(u, live)} · {u.upload_id}"
+        for u in uploads
+    }
     st.selectbox(
         "Reopen an upload",
         list(labels),

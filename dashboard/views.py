@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,14 +276,6 @@ def faces_section(reader: ScoreReader, session: SessionRow, streams: dict[str, S
             st.caption(f"{older} faces left before this time range")
 
 
-def _clip_path(clip: str, db: Path) -> Path | None:
-    """The clip file on this machine: as stored, or relative to the store's folder."""
-    for path in (Path(clip), db.parent / clip):
-        if path.is_file():
-            return path
-    return None
-
-
 def alert_item(alert: AlertRow, db: Path, is_file: bool = False) -> None:
     """One alert: stream, face, time (media time too for files), score, and its evidence clip once linked."""
     kind = "turned FAKE" if alert.kind == "turned_fake" else alert.kind
@@ -297,9 +290,9 @@ def alert_item(alert: AlertRow, db: Path, is_file: bool = False) -> None:
         if alert.clip_path is None:
             st.caption("evidence clip: not written yet")
             return
-        path = _clip_path(alert.clip_path, db)
+        path = data.clip_file(alert.clip_path, db, data.clips_folder(sys.argv[1:], db))
         if path is None:
-            st.caption(f"evidence clip `{alert.clip_path}` is not on this machine (yet)")
+            st.caption("evidence clip unavailable: not (yet) in this dashboard's clips folder")
         else:
             st.video(str(path))
 

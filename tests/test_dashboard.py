@@ -137,8 +137,13 @@ def test_gone_faces_stay_listed_with_their_final_verdict(writer: ScoreWriter) ->
     assert any("final verdict" in c.value for c in at.caption)
 
 
-def test_alerts_newest_first_with_clip_when_linked(tmp_path: Path, writer: ScoreWriter) -> None:
-    clip = media.write_video(tmp_path / "clip-2.mp4", media.render(media.one_face(), 5))
+def clip_in(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return media.write_video(folder / name, media.render(media.one_face(), 5))
+
+
+def test_alerts_newest_first_with_clip_when_linked(db: Path, writer: ScoreWriter) -> None:
+    clip = clip_in(db.parent / "clips", "clip-2.mp4")  # where the detector writes clips by default
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.FAKE, 0.9)
@@ -157,17 +162,36 @@ def test_alerts_newest_first_with_clip_when_linked(tmp_path: Path, writer: Score
     assert any("evidence clip: not written yet" in c.value for c in at.caption)  # the other waits for its clip
 
 
-def test_alert_clip_linked_later_appears_on_the_next_load(tmp_path: Path, writer: ScoreWriter) -> None:
+def test_alert_clip_linked_later_appears_on_the_next_load(db: Path, writer: ScoreWriter) -> None:
     run = Run(writer)
     run.stream()
     run.face(1, VerdictState.FAKE, 0.9)
     alert_id = writer.write_alert(run.sid, Alert("clip", 1, "turned_fake", run.t0 + 0.5, 0.71, None))
     writer.commit()
     assert not dashboard().get("video")
-    clip = media.write_video(tmp_path / "clip-1.mp4", media.render(media.one_face(), 5))
+    clip = clip_in(db.parent / "clips", "clip-1.mp4")
     writer.set_alert_clip(alert_id, str(clip))
     writer.commit()
     assert len(dashboard().get("video")) == 1
+
+
+def test_a_clip_is_played_only_from_inside_the_clips_folder(tmp_path: Path, db: Path, writer: ScoreWriter) -> None:
+    outside = clip_in(tmp_path / "elsewhere", "private.mp4")  # a real video, but not in the clips folder
+    (db.parent / "clips").mkdir(parents=True)
+    sneaky = db.parent / "clips" / "link.mp4"
+    sneaky.symlink_to(outside)  # inside by name, outside once followed
+    run = Run(writer)
+    run.stream()
+    run.face(1, VerdictState.FAKE, 0.9)
+    named = [str(outside), "clips/../../elsewhere/private.mp4", str(sneaky)]
+    for i, clip in enumerate(named):
+        writer.write_alert(run.sid, Alert("clip", 1, "turned_fake", run.t0 + i, 0.7, clip))
+    writer.commit()
+    at = dashboard()
+    assert_clean(at)
+    assert not at.get("video")  # none of them is read
+    assert sum("clip unavailable" in c.value for c in at.caption) == len(named)
+    assert not any("private.mp4" in text for text in texts(at))
 
 
 # ---- controls ---------------------------------------------------------------------------------------------------

@@ -11,11 +11,14 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dashboard.access import PASSWORD_ENV
 from dashboard.launch import start_dashboard
 from dashboard.views import card_key
 from model.labels import UNCALIBRATED_WARNING
@@ -119,3 +122,73 @@ def test_face_card_in_the_browser_matches_the_store(tmp_path: Path, engine_cache
             detector.kill()
             detector.wait(10)
         dashboard.stop()
+
+
+UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A PUT to Streamlit's upload endpoint as the page's own script would send it: its session, its XSRF cookie.
+PUT_UPLOAD = """async ([session, size]) => {
+  const xsrf = (document.cookie.match(/(?:^|; )_streamlit_xsrf=([^;]*)/) || [])[1] || "";
+  const form = new FormData();
+  form.append("file", new Blob([new Uint8Array(size)]), "probe.mp4");
+  const response = await fetch(`/_stcore/upload_file/${session}/probe-${size}`, {
+    method: "PUT", body: form, headers: { "X-Xsrftoken": decodeURIComponent(xsrf) },
+  });
+  return [response.status, await response.text()];
+}"""
+
+
+def test_the_password_guards_streamlits_own_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not CHROMIUM.exists():
+        require(f"no Chromium at {CHROMIUM} for the browser test (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        require("the playwright Python package is not installed (pip install -e '.[dev]')")
+
+    monkeypatch.setenv(PASSWORD_ENV, "correct horse")
+    cap_mb = 3  # the service's upload cap: the server holds no more than this per file
+    with start_dashboard(tmp_path / "runs" / "deepfake.db", upload_max_mb=cap_mb) as dashboard:
+        for path in ("/_stcore/metrics", "/_stcore/agent/openapi.json"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(dashboard.url + path, timeout=10)
+            assert refused.value.code == 403, path
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_FLAGS,
+            )
+            try:
+                page = context.new_page()
+                sessions: set[str] = set()
+                page.on(
+                    "websocket",
+                    lambda ws: ws.on(
+                        "framereceived",
+                        lambda frame: sessions.update(
+                            m.decode() for m in UUID.findall(frame if isinstance(frame, bytes) else frame.encode())
+                        ),
+                    ),
+                )
+                page.goto(dashboard.url)
+                expect(page.get_by_text("This dashboard asks for its password")).to_be_visible(timeout=30_000)
+                assert sessions, "the page's session id never arrived over its WebSocket"
+                # Before the password: Streamlit would take the file for this session (204); the guard refuses it.
+                for session in sessions:
+                    status, text = page.evaluate(PUT_UPLOAD, [session, 1024])
+                    assert status == 403 and "locked" in text, (status, text)
+
+                page.get_by_label("Password", exact=True).fill("correct horse")
+                page.get_by_role("button", name="Open the dashboard").click()
+                page.get_by_text("Analyse a video").click()
+                uploader = page.locator('[data-testid="stFileUploader"]')
+                expect(uploader).to_contain_text(f"{cap_mb}MB per file", timeout=30_000)  # not Streamlit's 200MB
+                answers = [page.evaluate(PUT_UPLOAD, [session, 1024]) for session in sessions]
+                # The page's own session may upload now (the other ids in its messages are no sessions).
+                assert [status for status, _ in answers].count(204) == 1, answers
+                session = next(s for s, (status, _) in zip(sessions, answers, strict=True) if status == 204)
+                status, _ = page.evaluate(PUT_UPLOAD, [session, (cap_mb + 1) * 2**20])
+                assert status == 413  # over the service's cap, refused by the server itself
+            finally:
+                context.close()

@@ -17,7 +17,7 @@ import av
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import access, control, data, detectors
+from dashboard import access, control, data, detectors, upload_data
 from dashboard.cameras_view import source_reference
 from dashboard.launch import DashboardError, free_port, start_dashboard
 from model.labels import UNCALIBRATED_WARNING
@@ -120,6 +120,9 @@ def test_upload_a_video_and_get_its_report(served: Served, env: Path) -> None:
     opened = at.session_state["upload:open"]
     session_id, upload_id = opened.split("/")
     assert session_id == served.detector.session_id and upload_id.startswith("upload-")
+    # Past uploads says what the service says of it now (not `failed` before its first health row).
+    [shown] = at.dataframe[0].value.loc[at.dataframe[0].value["upload"] == upload_id, "status"]
+    assert shown == "running" or shown.startswith("queued"), shown
 
     progress = [bar.proto.text for bar in at.get("progress")]
 
@@ -158,6 +161,22 @@ def test_upload_a_video_and_get_its_report(served: Served, env: Path) -> None:
     again.selectbox(key="upload:pick").set_value(opened).run()
     assert_clean(again)
     assert "overall verdict for **face clip.mp4**" in texts(again)
+
+
+def test_past_uploads_say_what_each_upload_is_now(writer, db: Path) -> None:
+    run = Run(writer)
+    writer.add_stream(run.sid, StreamInfo("upload-1", "new.mp4", "upload"))  # just started: no health row yet
+    writer.commit()
+    with open_reader(db) as reader:
+        [upload] = upload_data.past_uploads(reader)
+    key = f"{run.sid}/upload-1"
+    assert upload_data.upload_status(upload, {}) == "unfinished"  # no detector to ask: not called `failed`
+    assert upload_data.upload_status(upload, {key: {"state": "running"}}) == "running"
+    queued = {"upload_id": "upload-2", "session_id": run.sid, "file_name": "next.mp4", "state": "queued"}
+    live = {key: {"state": "running"}, f"{run.sid}/upload-2": {**queued, "queue_position": 1}}
+    frame = upload_data.past_frame([upload], live)
+    assert list(frame["status"]) == ["queued (1 ahead)", "running"]  # the one not started yet is listed too
+    assert upload_data.service_state({"state": "paused"}) == "paused"  # a state this page does not know, as it is
 
 
 def test_an_upload_that_is_not_a_video_is_said_in_one_line(served: Served, env: Path) -> None:

@@ -502,6 +502,9 @@ def test_a_publisher_that_vanishes_is_marked_lost_and_freed(service: Service) ->
     assert health is not None and health.state == StreamState.LOST and health.reconnects == 0
     assert health.last_error is not None and "lost" in health.last_error, health
     assert noticed < READ_TIMEOUT_S + 5
+    # The publish page polls this: it says the stream is lost and why.
+    seen = httpx.get(f"{service.url}/whip/{name}/faces", timeout=10).json()
+    assert seen["state"] == "lost" and seen["last_error"] == health.last_error, seen
     # Freed: the name is no longer taken, and the frames it sent stay counted.
     assert health.frames_read > 10
     asyncio.run(publish_and_delete(service.url, name, service.video))

@@ -115,3 +115,41 @@ def test_the_page_publishes_the_browser_camera_and_stop_ends_it(served: Served, 
         assert session is not None
         stream = next(s for s in reader.streams(session.session_id) if s.stream_id == name)
     assert stream.kind == "whip" and stream.health is not None and stream.health.state == StreamState.ENDED
+
+
+# Relay-only ICE with no relay: the browser offers no candidate it can use, so ICE never connects (as behind a NAT
+# or firewall with no TURN server) while everything else about the page is as usual.
+NO_PATH = """(() => {
+  const Real = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (config) { return new Real({ ...config, iceTransportPolicy: "relay" }); };
+  window.RTCPeerConnection.prototype = Real.prototype;
+})();"""
+
+
+def test_the_page_says_when_ice_never_connects(served: Served, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        require(f"no Chromium at {CHROMIUM} for the browser test (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        require("the playwright Python package is not installed (pip install -e '.[dev]')")
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_FLAGS, *FAKE_CAMERA_FLAGS],
+        )
+        try:
+            page = context.new_page()
+            page.add_init_script(NO_PATH)
+            page.goto(f"{served.url}/")
+            page.fill("#name", "no-path")
+            page.click("#start")
+            status = page.locator("#status")
+            expect(status).to_contain_text("could not connect (ICE)", timeout=WAIT_S * 1000)  # not "new" forever
+            expect(status).to_have_class("error")
+            expect(page.locator("#start")).to_be_enabled()
+        finally:
+            context.close()

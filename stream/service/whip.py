@@ -213,11 +213,14 @@ class WhipIngest:
         header = request.headers.get("authorization", "")
         publisher = scope_of(header, self._settings.token, self._settings.publish_token) is Scope.PUBLISH
         known = stream_name in self._publishers if publisher else True
-        if not known or not any(h.stream_id == stream_name for h in self._detector.health()):
+        health = next((h for h in self._detector.health() if h.stream_id == stream_name), None) if known else None
+        if health is None:
             raise HTTPException(404, f"no stream {stream_name[:80]!r} in the detector")
         calibrated = self._detector.loaded.calibrated
         return {
             "stream_id": stream_name,
+            "state": str(health.state),  # the page says why once the stream is lost or failed
+            "last_error": health.last_error,
             "calibrated": calibrated,
             "warning": None if calibrated else UNCALIBRATED_WARNING,
             "faces": [
