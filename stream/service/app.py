@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.service.auth import token_guard
+from stream.service.caps import ConnectionLimit, Openings
 from stream.service.listen import ServiceError, check_bind, listen
 from stream.service.routes.faces import faces_router
 from stream.service.routes.metrics import MetricsRoute
@@ -80,18 +81,21 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
     """The service's FastAPI app over one detector (the detector's loop runs elsewhere: its commands and snapshots
     are thread-safe)."""
     uploads = Uploads(detector, settings)
+    openings = Openings(detector.start_source, settings.max_opening, settings.ended_keep_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        uploads.start()
         try:
             yield
         finally:
+            openings.close()
             for extension in extensions:
                 try:
                     await extension.aclose()
                 except Exception:
                     log.exception("service: closing %s failed", type(extension).__name__)
-            uploads.close()
+            await uploads.aclose()
 
     app = FastAPI(
         title="deepfake-stream",
@@ -105,7 +109,7 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return _problem(error.status, str(error))
+        return _problem(error.status, str(error), error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -126,12 +130,13 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
         return app.openapi()
 
     api = APIRouter(prefix="/api", dependencies=[guard])
-    api.include_router(streams_router(detector))
+    api.include_router(streams_router(detector, settings, openings))
     api.include_router(faces_router(detector))
     api.include_router(uploads_router(uploads))
     app.include_router(api)
     for extension in extensions:
         app.include_router(extension.router)
+    app.add_middleware(ConnectionLimit, limit=settings.max_connections)
     return app
 
 
@@ -174,6 +179,9 @@ class Service:
             lifespan="on",
             timeout_graceful_shutdown=GRACE_S,
             access_log=access,
+            # Connections held open beyond the requests served (ConnectionLimit answers those with 429): uvicorn
+            # answers their requests with its own 503.
+            limit_concurrency=2 * self.settings.max_connections,
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="service", daemon=True)
