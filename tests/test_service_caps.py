@@ -188,12 +188,22 @@ def test_uploads_queue_with_their_position_and_run_in_turn(
 def test_a_slow_upload_is_cut_off_and_its_file_deleted(
     seed_model: LoadedModel, engine_cache: Path, tmp_path: Path
 ) -> None:
-    caps = {"service.upload_min_kbps": 64, "service.upload_grace_s": 2}
+    caps = {"service.upload_min_kbps": 64, "service.upload_grace_s": 2, "service.max_connections": 2}
     with serving(seed_model, tmp_path / "deepfake.db", engine_cache, caps) as served:
         host, port = served.url.removeprefix("http://").rstrip("/").split(":")
-        with socket.create_connection((host, int(port)), timeout=5) as client:
-            head = f"POST /api/uploads HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/octet-stream\r\n"
-            client.sendall(f"{head}Content-Length: 100000\r\n\r\n".encode())
+        head = f"POST /api/uploads HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/octet-stream\r\n"
+        head += "Content-Length: 100000\r\n\r\n"
+        with (
+            socket.create_connection((host, int(port)), timeout=5) as client,
+            socket.create_connection((host, int(port)), timeout=5) as other,
+        ):
+            for connection in (client, other):
+                connection.sendall(head.encode() + b"\0")
+            # Two requests being served: a third is refused at once (GET /healthz still answers).
+            wait_for(lambda: served.client.get("/api/streams").status_code == 429, 10, "the connection cap")
+            over_cap(served.client.get("/api/uploads"), "max_connections")
+            assert served.client.get("/healthz").status_code == 200
+            other.close()
             answer = b""
             deadline = time.monotonic() + 25  # far past the grace period; the idle timeout (30 s) never comes
             while b"\r\n\r\n" not in answer and time.monotonic() < deadline:
@@ -202,10 +212,14 @@ def test_a_slow_upload_is_cut_off_and_its_file_deleted(
                 client.settimeout(1)
                 with contextlib.suppress(TimeoutError):
                     answer += client.recv(4096)
+            with contextlib.suppress(TimeoutError, OSError):  # the body may come in a read of its own
+                while b"}" not in answer.partition(b"\r\n\r\n")[2] and (more := client.recv(4096)):
+                    answer += more
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"service.upload_min_kbps" in answer, answer
         folder = Path(served.detector.settings.store.db).parent / "uploads"
         assert not any(folder.glob("*")) if folder.exists() else True  # the partial file is gone
+        wait_for(lambda: served.client.get("/api/uploads").status_code == 200, 10, "the requests' slots to free")
         assert served.client.get("/api/uploads").json() == []
 
 

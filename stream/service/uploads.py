@@ -229,7 +229,7 @@ class Uploads:
     async def _next_turns(self) -> None:
         """Forget the uploads that ended, and start queued ones while fewer than `max_uploads_running` run."""
         health = {h.stream_id: h for h in self._detector.health()}
-        self._running = {uid for uid in self._running if _still_running(self._mine[uid].source, health.get(uid))}
+        self._running = {uid for uid in self._running if _still_running(self._mine[uid], health.get(uid))}
         while self._queue and len(self._running) < self._max_running:
             upload_id = self._queue.pop(0)
             self._running.add(upload_id)
@@ -324,11 +324,12 @@ class Uploads:
         return await asyncio.to_thread(run)
 
 
-def _still_running(source: Source | None, snapshot: StreamHealth | None) -> bool:
-    """An upload handed to the loop runs until its final health is published (or, once that has been pruned, its
-    source has ended or was stopped)."""
+def _still_running(upload: Upload, snapshot: StreamHealth | None) -> bool:
+    """An upload taken from the queue runs while it is being opened, then until its final health is published (or,
+    once that has been pruned, its source has ended or was stopped); one that could not be opened does not."""
+    source = upload.source
     if source is None:
-        return False
+        return upload.error is None  # still being opened
     if snapshot is not None:
         return snapshot.state not in FINAL
     return not (source.finished or source.stopping or source.state in FINAL)
