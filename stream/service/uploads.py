@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from starlette.requests import ClientDisconnect
+
 from stream.capture.references import SourceError, SourceSpec
 from stream.capture.sources import Source
 from stream.config import ServiceSettings
@@ -105,6 +107,8 @@ async def receive(
                 except TimeoutError:
                     pace.check(received, time.monotonic() - started)
                     raise ApiError(408, f"the upload sent nothing for {idle_s:g} s: gave up") from None
+                except ClientDisconnect:  # nobody to answer; the partial file goes
+                    raise ApiError(400, "the client went away before the end of the upload") from None
                 received += len(chunk)
                 pace.check(received, time.monotonic() - started)
                 if received > max_bytes:
