@@ -61,11 +61,13 @@ class ConnectionLimit:
 
 @dataclass(frozen=True)
 class Failed:
-    """A source the API could not open, listed with its reason until `service.ended_keep_s` has passed."""
+    """A source the API could not open (or that was stopped while it opened: `ended`), listed with its reason until
+    `service.ended_keep_s` has passed."""
 
     source: Source
-    reason: str
+    reason: str | None
     at: float
+    state: StreamState = StreamState.FAILED
 
 
 class Openings:
@@ -80,6 +82,7 @@ class Openings:
         self._lock = threading.Lock()
         self._opening: dict[str, Source] = {}
         self._failed: dict[str, Failed] = {}
+        self._cancelled: set[str] = set()  # stopped while opening: never run
 
     def open(self, source: Source) -> None:
         """Start opening a prepared source; 429 when `limit` are being opened already."""
@@ -88,11 +91,24 @@ class Openings:
                 raise over_cap("max_opening", self.limit, "too many sources are being opened", 5)
             self._opening[source.stream_id] = source
             self._failed.pop(source.stream_id, None)
+            self._cancelled.discard(source.stream_id)
         self._pool.submit(self._open, source)
 
     def opening(self) -> dict[str, Source]:
         with self._lock:
-            return dict(self._opening)
+            return {sid: source for sid, source in self._opening.items() if sid not in self._cancelled}
+
+    def cancel(self, stream_id: str) -> bool:
+        """Stop a source being opened: listed `ended` at once; once open, it ends as soon as the loop takes it (its
+        worker is busy until the open returns). False when it is not being opened."""
+        with self._lock:
+            source = self._opening.get(stream_id)
+            if source is None or stream_id in self._cancelled:
+                return False
+            self._cancelled.add(stream_id)
+            self._failed[stream_id] = Failed(source, None, time.monotonic(), StreamState.ENDED)
+        source.stop()
+        return True
 
     def failed(self) -> dict[str, Failed]:
         """The sources that could not be opened lately (older ones forgotten)."""
@@ -130,6 +146,8 @@ class Openings:
 
     def _fail(self, source: Source, reason: str) -> None:
         with self._lock:
+            if source.stream_id in self._cancelled:
+                return  # stopped while opening: it stays `ended`
             self._failed[source.stream_id] = Failed(source, reason, time.monotonic())
 
 

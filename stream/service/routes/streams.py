@@ -51,7 +51,7 @@ def streams_router(detector: Detector, settings: ServiceSettings, openings: Open
         for sid, failed in openings.failed().items():
             if sid not in health:
                 out = stream_out(sid, None, failed.source)
-                listed[sid] = out.model_copy(update={"state": StreamState.FAILED, "last_error": failed.reason})
+                listed[sid] = out.model_copy(update={"state": failed.state, "last_error": failed.reason})
         for sid, source in openings.opening().items():
             listed[sid] = stream_out(sid, None, source)
         return dict(sorted(listed.items()))
@@ -93,6 +93,8 @@ def streams_router(detector: Detector, settings: ServiceSettings, openings: Open
         """Stop a stream; its scores, faces and final health stay in the store."""
         if stream_id not in streams():
             raise ApiError(404, f"no stream {stream_id!r}: GET /api/streams lists them")
+        if openings.cancel(stream_id):
+            return streams()[stream_id]  # being opened: `ended`, it will not run
         removed = detector.pipeline.remove_source(stream_id)
         try:
             await asyncio.wait_for(asyncio.wrap_future(removed), STOP_TIMEOUT_S)
