@@ -11,11 +11,10 @@ from stream.capture.sources import Source
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamHealth, StreamState
-from stream.service.caps import Openings, over_cap, running_kinds
+from stream.service.caps import RUNNING, Openings, over_cap, running_kinds
 from stream.service.schemas import AddStream, ApiError, StreamOut, responses
 
 STOP_TIMEOUT_S = 10.0
-RUNNING = (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING)
 
 
 def streams_router(detector: Detector, settings: ServiceSettings, openings: Openings) -> APIRouter:
@@ -61,7 +60,7 @@ def streams_router(detector: Detector, settings: ServiceSettings, openings: Open
 
     @api.get("/streams", tags=["streams"], responses=responses())
     async def list_streams() -> list[StreamOut]:
-        """Every stream of this run with its health; ended ones keep their final health."""
+        """Every stream of this run with its health; ended ones keep their final health for `service.ended_keep_s`."""
         return list(streams().values())
 
     @api.get("/streams/{stream_id}", tags=["streams"], responses=responses(404))
