@@ -21,6 +21,8 @@ One real Detector + Service (`stream/service.py` with `default_extensions`: WHIP
 Runs inside `tests.netns.private_network()` with `add_veth_pair()` (WebRTC peers need a non-loopback address), so it
 needs root (or CAP_SYS_ADMIN and `ip`). About 1.5 minutes with the defaults on an idle 2-core machine (2 on a busy one).
 Run: `sudo .venv/bin/python bench/service.py [--engine onnxruntime|auto|...] [--repeats 3] [--seconds 20]`.
+`--only caps` runs instead the rows of bench/service_caps.py: request latency while source opens hang and uploads
+queue, against the same requests on the idle service (`--requests` of each, default 40).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import pytest  # tests.netns reports a missing system part through pytest's skip
 from bench.common import print_table
 from bench.live import looping
 from bench.pipeline import make_video
+from bench.service_caps import CapsBenchError, caps_bench
 from model.cpu import cpu_description
 from stream.capture.references import SourceSpec
 from stream.capture.sources import Source
@@ -430,16 +433,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="latency measured per stream")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of a stream left out of its latency")
     parser.add_argument("--clip-seconds", type=int, default=10, help="length of the uploaded clip")
+    parser.add_argument("--only", choices=["caps"], help="caps: only the rows of bench/service_caps.py")
+    parser.add_argument("--requests", type=int, default=40, help="--only caps: requests of each kind per phase")
     args = parser.parse_args()
     if args.repeats < 1 or args.seconds <= 0 or args.warmup < 0 or args.clip_seconds < 1:
         parser.error("--repeats, --seconds and --clip-seconds must be positive, --warmup not negative")
     try:
         with tempfile.TemporaryDirectory() as folder, private_network():
             add_veth_pair()
-            bench(args, Path(folder))
+            if args.only == "caps":
+                caps_bench(args.engine, args.window, max(1, args.requests), Path(folder))
+            else:
+                bench(args, Path(folder))
     except (pytest.skip.Exception, pytest.fail.Exception) as missing:
         sys.exit(f"error: {missing.msg} (bench/service.py runs in a private network namespace: run it as root)")
-    except (BenchError, ConfigError) as error:
+    except (BenchError, CapsBenchError, ConfigError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -165,7 +165,7 @@ def add_form(control: Control) -> None:
         return
     with st.spinner("opening the source…"):
         try:
-            added = control.add_stream(reference, name or None)
+            added = control.open_stream(reference, name or None)
         except ControlError as error:
             st.error(f"not added: {redact(str(error))}", icon=":material/error:")
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import httpx
 
 from stream.network import TLS_CA_ENV, TOKEN_ENV
 
-TIMEOUT_S = 15.0  # one command (adding an RTSP camera waits for it to open: the service answers within its timeout)
+TIMEOUT_S = 15.0  # one command
+OPEN_WAIT_S = 40.0  # following a new stream until it is live or failed (an RTSP open may take its open timeout)
+POLL_S = 0.25
 PROBE_TIMEOUT_S = 0.5  # is this service there at all (GET /healthz)
 UPLOAD_CHUNK = 1 << 20
 FINAL_UPLOAD_STATES = ("done", "failed")
@@ -207,6 +210,22 @@ class Control:
         if name:
             body["name"] = name
         return _stream(self._call("POST", "api/streams", json=body).json())
+
+    def stream(self, stream_id: str) -> ServiceStream:
+        return _stream(self._call("GET", f"api/streams/{_segment(stream_id)}").json())
+
+    def open_stream(self, source: str, name: str | None = None, timeout_s: float = OPEN_WAIT_S) -> ServiceStream:
+        """Add a stream and follow it until it is live (or reconnecting), or failed: ControlError with the reason
+        (the service answers POST at once and opens the source elsewhere). Still `starting` after `timeout_s`: as is.
+        """
+        added = self.add_stream(source, name)
+        deadline = time.monotonic() + timeout_s
+        while added.state == "starting" and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+            added = self.stream(added.stream_id)
+        if added.state == "failed":
+            raise ControlError(redact(added.last_error or "the source could not be opened"))
+        return added
 
     def stop_stream(self, stream_id: str) -> ServiceStream:
         return _stream(self._call("DELETE", f"api/streams/{_segment(stream_id)}").json())

@@ -118,7 +118,7 @@ class Detector:
 
             model = {"session_id": self.session_id, "checkpoint": self.loaded.name, "engine": self.engine.name}
             model |= {"device": str(self.engine.device), "calibrated": str(self.loaded.calibrated).lower()}
-            self.metrics = Metrics({**model, "window": str(self.settings.model.window)})
+            self.metrics = Metrics({**model, "window": str(self.settings.model.window)}, service.ended_keep_s)
             sinks.append(self.metrics)
         if service.webhooks:
             sinks.append(WebhookSink(service, self.session_id, self.metrics))
@@ -151,19 +151,31 @@ class Detector:
         """`open_source`, with the loop's answer: the future is done once the loop runs the stream, and fails with
         ValueError when a running stream has its id (the source is then stopped) or RuntimeError once the loop
         has stopped. Blocking (it connects): call it off any event loop."""
+        source = self.prepare_source(reference, name, producer)
+        return source, self.start_source(source)
+
+    def prepare_source(
+        self, reference: str | SourceSpec, name: str | None = None, producer: Producer | None = None
+    ) -> Source:
+        """The source a reference names, its stream id chosen, not yet opened: SourceError at once when the reference
+        cannot be used. Does not connect (the service answers with it while `start_source` opens it elsewhere)."""
         spec = parse_source(reference) if isinstance(reference, str) else reference
         if producer is None and spec.kind == "demo":
             from stream.capture.demo import demo_frames
 
             producer = demo_frames
         stream_id = name or stream_name(spec, self._names)
-        source = Source(stream_id, spec, self.settings.sources, producer=producer)
-        source.open()
         self._names.append(stream_id)
+        return Source(stream_id, spec, self.settings.sources, producer=producer)
+
+    def start_source(self, source: Source) -> Future[None]:
+        """Open a prepared source (SourceError when it cannot be used) and hand it to the loop; the loop's answer as
+        in `add_source`. Blocking (it connects): call it off any event loop."""
+        source.open()
         self.sources.append(source)
         added = self.pipeline.add_source(source)
         added.add_done_callback(lambda done: self._forget_if_refused(source, done))
-        return source, added
+        return added
 
     def _forget_if_refused(self, source: Source, added: Future[None]) -> None:
         """A source the loop did not take (its id was running, the loop had stopped, or the caller gave up) is

@@ -237,7 +237,13 @@ def test_a_source_the_detector_cannot_open_is_one_line(served: Served, env: Path
     assert_clean(at)
     [error] = [e.value for e in at.error]
     assert one_line(error).startswith("not added: ") and "inside its media folder (service.media_dir)" in error
+    # A camera that refuses: the service accepts it (202, starting); the page follows it until it fails.
     at.radio(key="camera:kind").set_value("rtsp").run()
+    at.text_input(key="camera:url").input("rtsp://127.0.0.1:1/cam")
+    at.button(key="camera:submit").click().run()
+    assert_clean(at)
+    [error] = [e.value for e in at.error]
+    assert one_line(error).startswith("not added: ") and "refused" in error, error
     at.text_input(key="camera:url").input("http://cam/s")
     at.button(key="camera:submit").click().run()
     assert "an RTSP camera needs a URL" in one_line(at.error[0].value)

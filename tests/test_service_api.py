@@ -161,8 +161,9 @@ def test_a_camera_added_through_the_api_goes_live_and_stopping_it_keeps_its_scor
     client = served.client
     with rtsp_server(camera_video) as url:
         added = client.post("/api/streams", json={"source": url, "name": "door"})
-        assert added.status_code == 201, added.text
+        assert added.status_code == 202, added.text  # answered at once; opened elsewhere
         assert added.json()["stream_id"] == "door" and added.json()["kind"] == "rtsp"
+        assert added.json()["state"] == "starting"
 
         def live() -> dict | None:
             stream = client.get("/api/streams/door").json()
@@ -191,14 +192,14 @@ def test_a_camera_added_through_the_api_goes_live_and_stopping_it_keeps_its_scor
     assert client.get("/api/faces", params={"stream": "door"}).json() == []
     # A name whose stream has ended may be used again.
     again = client.post("/api/streams", json={"source": "demo", "name": "door"})
-    assert again.status_code == 201, again.text
+    assert again.status_code == 202, again.text
+    wait_for(lambda: client.get("/api/streams/door").json()["state"] == "live", 30, "the demo to go live")
     assert client.delete("/api/streams/door").status_code == 200
 
 
 def test_bad_requests_get_one_line_and_the_service_keeps_working(served: Served) -> None:
     client = served.client
     bad: list[tuple[httpx.Response, int, str]] = [
-        (client.post("/api/streams", json={"source": "rtsp://127.0.0.1:1/cam"}), 400, "refused"),
         # The source policy (tests/test_source_policy.py): no media_dir, so no files; webcams off by default.
         (client.post("/api/streams", json={"source": "/no/such/video.mp4"}), 403, "no service.media_dir"),
         (client.post("/api/streams", json={"source": "ftp://host/cam"}), 400, "unknown source scheme"),
@@ -216,8 +217,18 @@ def test_bad_requests_get_one_line_and_the_service_keeps_working(served: Served)
     for response, status, words in bad:
         assert words in one_line_problem(response, status)
         assert client.get("/api/streams").status_code == 200  # each followed by a good request
+    # A camera that cannot be reached: accepted (202, `starting`), then `failed` with the reason.
+    refused = client.post("/api/streams", json={"source": "rtsp://127.0.0.1:1/cam", "name": "nobody-home"})
+    assert refused.status_code == 202 and refused.json()["state"] == "starting", refused.text
+    failed = wait_for(
+        lambda: (s := client.get("/api/streams/nobody-home").json())["state"] == "failed" and s,
+        30,
+        "the unreachable camera to fail",
+    )
+    assert "refused" in failed["last_error"] and "\n" not in failed["last_error"], failed
     added = client.post("/api/streams", json={"source": "demo", "name": "after-bad"})
-    assert added.status_code == 201, added.text
+    assert added.status_code == 202, added.text
+    wait_for(lambda: client.get("/api/streams/after-bad").json()["state"] == "live", 30, "the demo to go live")
     assert client.delete("/api/streams/after-bad").json()["state"] == "ended"
 
 
@@ -333,7 +344,7 @@ def test_serve_with_no_source_runs_until_ctrl_c(tmp_path: Path) -> None:
         assert httpx.get(url + "healthz").json() == {"ok": True}
         assert httpx.get(url + "api/streams").status_code == 401  # the token came from the environment
         added = httpx.post(url + "api/streams", json={"source": "demo"}, headers=AUTH, timeout=30)
-        assert added.status_code == 201 and added.json()["stream_id"] == "demo", added.text
+        assert added.status_code == 202 and added.json()["stream_id"] == "demo", added.text
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     finally:

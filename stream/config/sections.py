@@ -325,6 +325,17 @@ class ServiceSettings:
     api_sources: tuple[str, ...] = ("rtsp", "whip", "demo", "file")  # what POST /api/streams and WHIP may add
     media_dir: Path | None = None  # the only folder API-added files may come from; None: no files through the API
     camera_hosts: tuple[str, ...] = ()  # hosts/networks API-added cameras may be on; empty: any host
+    # Caps (over one: 429 with Retry-After, naming the key; docs/service-and-api.md).
+    max_streams: int = 16  # running streams (any kind but uploads) before the API and WHIP refuse more
+    max_opening: int = 4  # sources the API opens at once, each on its own worker of a pool of this size
+    max_publishers: int = 8  # WHIP sessions, counted from the POST (an unconnected one too)
+    max_uploads_running: int = 1  # uploads scored at once; the next ones wait in a queue ...
+    upload_queue: int = 20  # ... of this many (received or being received)
+    max_connections: int = 64  # HTTP requests served at once
+    upload_min_kbps: float = 64.0  # an upload slower than this (kilobits/s, after upload_grace_s) is cut off ...
+    upload_grace_s: float = 10.0  # ... measured from this long after its start
+    upload_deadline_s: float = 1800.0  # an upload still arriving after this long is cut off (408)
+    ended_keep_s: float = 600.0  # ended streams stay in /api/streams and /metrics this long (the store keeps all)
 
     def __post_init__(self) -> None:
         if self.port is not None and not 0 <= self.port <= 65535:
@@ -343,6 +354,18 @@ class ServiceSettings:
             raise ValueError("webhook_secret must not be empty (null: webhooks unsigned)")
         if not self.upload_max_mb > 0:
             raise ValueError(f"upload_max_mb must be positive, got {self.upload_max_mb}")
+        for key in ("max_streams", "max_opening", "max_publishers", "max_uploads_running", "max_connections"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.upload_queue < 0:
+            raise ValueError(f"upload_queue must be 0 or more (0: no queue), got {self.upload_queue}")
+        if self.upload_min_kbps < 0 or self.upload_grace_s < 0:
+            raise ValueError("upload_min_kbps and upload_grace_s must be 0 or more (upload_min_kbps 0: no minimum)")
+        if not self.upload_deadline_s > 0 or not self.ended_keep_s > 0:
+            raise ValueError(
+                f"upload_deadline_s and ended_keep_s must be positive seconds, got "
+                f"{self.upload_deadline_s} and {self.ended_keep_s}"
+            )
         for url in self.webhooks:
             if not url.startswith(("http://", "https://")) or not _has_host(url):
                 raise ValueError(f"webhooks must be http:// or https:// URLs with a host, got {redact_url(url)!r}")

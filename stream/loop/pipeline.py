@@ -27,6 +27,7 @@ from stream.faces.cropper import FaceCrop, build_cropper
 from stream.faces.mediapipe_detectors import FaceDetector
 from stream.loop.annotate import FaceLabel, annotated_jpeg
 from stream.loop.crop_encoder import CropEncoder
+from stream.loop.ended import EndedHealth
 from stream.loop.evidence_clips import ClipRecorder
 from stream.loop.face_state import Face, FaceRegistry, RingShape
 from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
@@ -103,7 +104,7 @@ class Pipeline:
         self._streams: dict[str, LoopStream] = {}
         self._stopped_sources: list[Source] = []
         self._events: list[Event] = []
-        self._ended_health: dict[str, StreamHealth] = {}
+        self._ended_health = EndedHealth(settings.service.ended_keep_s)  # pruned after it
         self._last_health = 0.0
         self._last_status = time.monotonic()
         self._closed = False
@@ -482,7 +483,7 @@ class Pipeline:
 
     def _publish(self) -> None:
         live = {sid: work.health() for sid, work in self._streams.items()}
-        self._health = tuple(sorted({**self._ended_health, **live}.values(), key=lambda h: h.stream_id))
+        self._health = tuple(sorted({**self._ended_health.current(), **live}.values(), key=lambda h: h.stream_id))
         self._live_faces = tuple(face.snapshot() for face in self._faces.live())
         self._summaries = tuple(self._faces.summaries())
 

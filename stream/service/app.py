@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.service.auth import publish_guard, token_guard
+from stream.service.caps import ConnectionLimit, Openings
 from stream.service.host_check import HostCheck
 from stream.service.listen import ServiceError, check_bind, check_tls, listen
 from stream.service.routes.faces import faces_router
@@ -85,18 +86,27 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
     """The service's FastAPI app over one detector (the detector's loop runs elsewhere: its commands and snapshots
     are thread-safe)."""
     uploads = Uploads(detector, settings)
+    policy = SourcePolicy(settings)
+    openings = Openings(
+        detector.start_source,
+        settings.max_opening,
+        settings.ended_keep_s,
+        explain=lambda source, error: str(policy.opening_failed(source.spec, error)),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        uploads.start()
         try:
             yield
         finally:
+            openings.close()
             for extension in extensions:
                 try:
                     await extension.aclose()
                 except Exception:
                     log.exception("service: closing %s failed", type(extension).__name__)
-            uploads.close()
+            await uploads.aclose()
 
     app = FastAPI(
         title="deepfake-stream",
@@ -111,7 +121,7 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return _problem(error.status, str(error))
+        return _problem(error.status, str(error), error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -132,14 +142,14 @@ def build_app(detector: Detector, settings: ServiceSettings, extensions: Sequenc
         return app.openapi()
 
     api = APIRouter(prefix="/api", dependencies=[guard])
-    policy = SourcePolicy(settings)
-    api.include_router(streams_router(detector, policy))
+    api.include_router(streams_router(detector, settings, openings, policy))
     api.include_router(sources_router(policy))
     api.include_router(faces_router(detector))
     api.include_router(uploads_router(uploads))
     app.include_router(api)
     for extension in extensions:
         app.include_router(extension.router)
+    app.add_middleware(ConnectionLimit, limit=settings.max_connections)
     return app
 
 
@@ -186,6 +196,9 @@ class Service:
             access_log=access,
             ssl_certfile=self.settings.tls_cert,
             ssl_keyfile=self.settings.tls_key,
+            # Connections held open beyond the requests served (ConnectionLimit answers those with 429): uvicorn
+            # answers their requests with its own 503.
+            limit_concurrency=2 * self.settings.max_connections,
         )
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="service", daemon=True)

@@ -98,6 +98,9 @@ class UploadOut(BaseModel):
     frames_done: int
     frames_expected: int | None
     error: str | None
+    queue_position: int | None = Field(
+        default=None, description="while `queued`: its place in the upload queue (1: the next to run)"
+    )
     report: Report | None = Field(
         default=None, description="once it has ended: the same report (schema and verdict) as run_stream.py --report"
     )
@@ -106,13 +109,14 @@ class UploadOut(BaseModel):
 class ApiError(Exception):
     """A request the service cannot do: its HTTP status and a one-line reason."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 403, 404, 408, 409, 413, 415, 422, 503, 507)
+    code: {"model": Problem} for code in (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503, 507)
 }
 
 

@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -34,6 +34,7 @@ from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamState
 from stream.service.auth import Scope, scope_of
+from stream.service.caps import over_cap, running_kinds
 from stream.text import one_line
 
 log = logging.getLogger("deepfake_stream")
@@ -86,7 +87,9 @@ class WhipIngest:
         self._detector = detector
         self._settings = settings
         self._options = detector.settings.sources
-        self._publishers: dict[str, _Publisher] = {}
+        self._publishers: dict[str, _Publisher] = {}  # from the POST on, connected or not: `max_publishers` at most
+        # Handing a stream to the loop: a pool of its own, never asyncio's default one (shared with the store reads).
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="whip-source")
         self._page = PAGE.read_text(encoding="utf-8").replace(
             "__ICE_SERVERS__", json.dumps(list(settings.ice_servers)).replace("<", "\\u003c")
         )
@@ -114,6 +117,7 @@ class WhipIngest:
                 409: {"description": "a publisher is already live on this stream name"},
                 413: {"description": "the offer is too large"},
                 415: {"description": "the body is not application/sdp"},
+                429: {"description": "service.max_publishers or service.max_streams reached (Retry-After)"},
                 503: {"description": "the detector's loop has stopped"},
             },
             openapi_extra={
@@ -162,6 +166,7 @@ class WhipIngest:
             h.stream_id == stream_name and h.state in ACTIVE_STATES for h in self._detector.health()
         ):
             raise self._error(409, f"stream {stream_name!r} is already live: pick another name or end it first", cors)
+        self._check_caps(cors)
         ice = [RTCIceServer(url) for url in self._settings.ice_servers]  # none by default: no STUN, no outbound
         publisher = _Publisher(stream_name, secrets.token_urlsafe(16), RTCPeerConnection(RTCConfiguration(ice)))
         self._publishers[stream_name] = publisher  # reserved before the first await: a racing POST gets 409
@@ -172,7 +177,7 @@ class WhipIngest:
             loop = asyncio.get_running_loop()
             try:
                 publisher.source, added = await loop.run_in_executor(
-                    None, lambda: self._detector.add_source(spec, stream_name, producer)
+                    self._pool, lambda: self._detector.add_source(spec, stream_name, producer)
                 )
             except SourceError as error:
                 raise self._error(400, str(error), cors) from None
@@ -238,6 +243,19 @@ class WhipIngest:
     async def aclose(self) -> None:
         """End every publisher: its stream leaves the loop (scores kept) and its connection is closed."""
         await asyncio.gather(*(self._end(p, None, remove=True) for p in list(self._publishers.values())))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _check_caps(self, cors: dict[str, str]) -> None:
+        """429 when `max_publishers` sessions are open (an unconnected one is closed after `sources.open_timeout_s`)
+        or `max_streams` streams run."""
+        settings = self._settings
+        refused = None
+        if len(self._publishers) >= settings.max_publishers:
+            refused = over_cap("max_publishers", settings.max_publishers, "too many WHIP publishers", 10)
+        elif sum(kind != "upload" for kind in running_kinds(self._detector).values()) >= settings.max_streams:
+            refused = over_cap("max_streams", settings.max_streams, "too many streams are running: stop one first", 30)
+        if refused is not None:
+            raise HTTPException(refused.status, str(refused), headers={**cors, **(refused.headers or {})})
 
     # ---- one publisher -----------------------------------------------------------------------------------------
     async def _read_offer(self, request: Request, cors: dict[str, str]) -> str:

@@ -24,14 +24,17 @@ Every series, labelled by `stream` where it is per stream:
 - `deepfake_webhook_posts_total{outcome}`: webhook deliveries `delivered`, `retried` (a failed attempt tried
   again), `failed` (given up after every retry) and `dropped` (queue full, or still queued at shutdown).
 
-A stream's series stay after it ends (its final state and totals); the registry is this object's own, never the
-process-global one, so several detectors can live in one process. It has no `_created` series (prometheus_client
-adds one per counter and histogram child: the time it was made, a second series for every stream that no one
-reads); leaving them out here changes no other registry in the process, as `disable_created_metrics()` would.
+A stream's series stay after it ends (its final state and totals) for `ended_keep_s` (`service.ended_keep_s`), then
+are removed, so a long-running service does not keep series for every stream it ever had. The registry is this
+object's own, never the process-global one, so several detectors can live in one process. It has no `_created`
+series (prometheus_client adds one per counter and histogram child: the time it was made, a second series for every
+stream that no one reads); leaving them out here changes no other registry in the process, as
+`disable_created_metrics()` would.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -54,6 +57,7 @@ from stream.records import (
 WEBHOOK_OUTCOMES = ("delivered", "retried", "failed", "dropped")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+FINAL_STATES = (StreamState.ENDED, StreamState.TRUNCATED, StreamState.INTERRUPTED, StreamState.FAILED, StreamState.LOST)
 ENCODE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # The source's cumulative counts in a health report, each mirrored by a counter (name suffix, how to read it).
@@ -92,8 +96,10 @@ class Metrics:
     metrics are thread-safe), and the bookkeeping dicts below are touched only by `send()`.
     """
 
-    def __init__(self, info: Mapping[str, str] | None = None) -> None:
+    def __init__(self, info: Mapping[str, str] | None = None, ended_keep_s: float = 600.0) -> None:
         self.registry = WithoutCreated()
+        self._ended_keep_s = ended_keep_s
+        self._ended_at: dict[str, float] = {}  # per ended stream: when (monotonic) its final health came
         registry = self.registry
         self._model = Info("deepfake_model", "The model and engine this detector runs", registry=registry)
         if info:
@@ -221,11 +227,26 @@ class Metrics:
             verdicts = list(self._live_verdicts.get(stream_id, {}).values())
             for state in VerdictState:
                 self._faces_live.labels(stream_id, state.value).set(verdicts.count(state))
+        self._prune_ended()
+
+    def _prune_ended(self) -> None:
+        """Remove every series of the streams that ended over `ended_keep_s` ago."""
+        cutoff = time.monotonic() - self._ended_keep_s
+        for stream_id in [sid for sid, at in self._ended_at.items() if at < cutoff]:
+            del self._ended_at[stream_id]
+            self._last_counts.pop(stream_id, None)
+            self._live_verdicts.pop(stream_id, None)
+            for metric in (*self._counts.values(), self._frames_scored, self._windows_scored, self._state):
+                metric.remove_by_labels({"stream": stream_id})
+            for metric in (self._fps_in, self._fps_scored, self._faces_live, self._verdicts, self._alerts):
+                metric.remove_by_labels({"stream": stream_id})
+            self._latency.remove_by_labels({"stream": stream_id})
 
     def _start_stream(self, stream_id: str) -> None:
         """A stream (maybe a name used before) starts: its source counts start again from zero."""
         self._last_counts[stream_id] = dict.fromkeys(_HEALTH_COUNTS, 0)
         self._live_verdicts[stream_id] = {}
+        self._ended_at.pop(stream_id, None)
         for name in _HEALTH_COUNTS:
             self._counts[name].labels(stream_id)  # listed at 0 before its first health report
         self._set_state(stream_id, StreamState.STARTING)
@@ -239,6 +260,8 @@ class Metrics:
                 self._counts[name].labels(stream_id).inc(value - last[name])
                 last[name] = value
         self._set_state(stream_id, health.state)
+        if health.state in FINAL_STATES:
+            self._ended_at.setdefault(stream_id, time.monotonic())
         self._fps_in.labels(stream_id).set(health.fps_in)
         self._fps_scored.labels(stream_id).set(health.fps_scored)
 

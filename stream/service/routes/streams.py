@@ -8,22 +8,22 @@ from fastapi import APIRouter
 
 from stream.capture.references import SourceError
 from stream.capture.sources import Source
+from stream.config import ServiceSettings
 from stream.detector import Detector
 from stream.records import StreamHealth, StreamState
+from stream.service.caps import RUNNING, Openings, over_cap, running_kinds
 from stream.service.schemas import AddStream, ApiError, StreamOut, responses
 from stream.service.source_policy import Refused, SourcePolicy
-from stream.service.uploads import loop_took
 
 STOP_TIMEOUT_S = 10.0
-RUNNING = (StreamState.STARTING, StreamState.LIVE, StreamState.RECONNECTING)
 
 
-def streams_router(detector: Detector, policy: SourcePolicy | None = None) -> APIRouter:
-    """The streams resource over one detector (the caller adds the token guard); `policy` says what may be added
-    (default: the detector's service settings)."""
+def streams_router(
+    detector: Detector, settings: ServiceSettings, openings: Openings, policy: SourcePolicy
+) -> APIRouter:
+    """The streams resource over one detector (the caller adds the token guard): `policy` says what may be added,
+    and sources are opened in `openings`."""
     api = APIRouter()
-    policy = policy or SourcePolicy(detector.settings.service)
-    opening: set[str] = set()  # stream names being opened by a request right now
 
     def sources_by_id() -> dict[str, Source]:
         return {source.stream_id: source for source in list(detector.sources)}  # the newest of a reused id
@@ -46,16 +46,25 @@ def streams_router(detector: Detector, policy: SourcePolicy | None = None) -> AP
         )
 
     def streams() -> dict[str, StreamOut]:
-        sources, health = sources_by_id(), {h.stream_id: h for h in detector.health()}
-        ids = sorted(set(health) | set(sources))
-        return {sid: stream_out(sid, health.get(sid), sources.get(sid)) for sid in ids}
+        """The loop's streams (ended ones until `service.ended_keep_s`), those opened and not taken by the loop yet,
+        those being opened, and those that could not be opened (with the reason, also until `ended_keep_s`)."""
+        health = {h.stream_id: h for h in detector.health()}
+        sources = {sid: s for sid, s in sources_by_id().items() if sid in health or s.state in RUNNING}
+        listed = {sid: stream_out(sid, health.get(sid), sources.get(sid)) for sid in set(health) | set(sources)}
+        for sid, failed in openings.failed().items():
+            if sid not in health:
+                out = stream_out(sid, None, failed.source)
+                listed[sid] = out.model_copy(update={"state": failed.state, "last_error": failed.reason})
+        for sid, source in openings.opening().items():
+            listed[sid] = stream_out(sid, None, source)
+        return dict(sorted(listed.items()))
 
     def running_ids() -> set[str]:
         return {sid for sid, stream in streams().items() if stream.state in RUNNING}
 
     @api.get("/streams", tags=["streams"], responses=responses())
     async def list_streams() -> list[StreamOut]:
-        """Every stream of this run with its health; ended ones keep their final health."""
+        """Every stream of this run with its health; ended ones keep their final health for `service.ended_keep_s`."""
         return list(streams().values())
 
     @api.get("/streams/{stream_id}", tags=["streams"], responses=responses(404))
@@ -65,34 +74,36 @@ def streams_router(detector: Detector, policy: SourcePolicy | None = None) -> AP
             raise ApiError(404, f"no stream {stream_id!r}: GET /api/streams lists them")
         return found
 
-    @api.post("/streams", status_code=201, tags=["streams"], responses=responses(400, 403, 409, 503))
+    @api.post("/streams", status_code=202, tags=["streams"], responses=responses(400, 403, 409, 429))
     async def add_stream(body: AddStream) -> StreamOut:
-        """Open a source the source policy allows (GET /api/sources/policy) and add it to the running detector."""
+        """Add a source the source policy allows (GET /api/sources/policy) to the running detector: answered at once,
+        `starting`; it is opened elsewhere and becomes `live`, or `failed` with the reason
+        (GET /api/streams/{stream_id})."""
         try:
             spec = await asyncio.to_thread(policy.check, body.source)  # it may look a camera's host up
         except Refused as refused:
             raise ApiError(refused.status, str(refused)) from None
         name = body.name
-        if name is not None and (name in opening or name in running_ids()):
+        if name is not None and name in running_ids():
             raise ApiError(409, f"stream {name!r} is already running: stop it first, or choose another name")
-        if name is not None:
-            opening.add(name)
+        running = {sid for sid, kind in running_kinds(detector).items() if kind != "upload"} | set(openings.opening())
+        if len(running) >= settings.max_streams:
+            raise over_cap("max_streams", settings.max_streams, "too many streams are running: stop one first", 30)
         try:
-            # Opening connects (an RTSP camera may take its whole open timeout): never on the event loop.
-            source, added = await asyncio.to_thread(detector.add_source, spec, name)
+            source = detector.prepare_source(spec, name)
         except SourceError as error:
             refused = policy.opening_failed(spec, error)
             raise ApiError(refused.status, str(refused)) from None
-        finally:
-            opening.discard(name or "")
-        await loop_took(added, f"stream {source.stream_id!r}")
-        return streams().get(source.stream_id) or stream_out(source.stream_id, None, source)
+        openings.open(source)
+        return stream_out(source.stream_id, None, source)
 
     @api.delete("/streams/{stream_id}", tags=["streams"], responses=responses(404, 503))
     async def stop_stream(stream_id: str) -> StreamOut:
         """Stop a stream; its scores, faces and final health stay in the store."""
         if stream_id not in streams():
             raise ApiError(404, f"no stream {stream_id!r}: GET /api/streams lists them")
+        if openings.cancel(stream_id):
+            return streams()[stream_id]  # being opened: `ended`, it will not run
         removed = detector.pipeline.remove_source(stream_id)
         try:
             await asyncio.wait_for(asyncio.wrap_future(removed), STOP_TIMEOUT_S)
