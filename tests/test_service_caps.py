@@ -24,6 +24,7 @@ from stream.store import open_reader
 from tests import media
 from tests.netns import private_network
 from tests.test_service_api import one_line_problem, serving, wait_for
+from tests.test_service_uploads import OCTET
 from tests.test_whip import offer
 
 HANG_S = 20.0  # sources.open_timeout_s while opens hang: every check below happens long before it
@@ -165,14 +166,14 @@ def test_uploads_queue_with_their_position_and_run_in_turn(
     caps = {"service.max_uploads_running": 1, "service.upload_queue": 1, "pipeline.health_interval_s": 0.1}
     with serving(seed_model, tmp_path / "deepfake.db", engine_cache, caps) as served:
         client = served.client
-        first = client.post("/api/uploads", content=videos["long"].read_bytes())
+        first = client.post("/api/uploads", headers=OCTET, content=videos["long"].read_bytes())
         assert first.status_code == 202 and first.json()["state"] in ("queued", "running"), first.text
-        second = client.post("/api/uploads", content=videos["short"].read_bytes())
+        second = client.post("/api/uploads", headers=OCTET, content=videos["short"].read_bytes())
         assert second.status_code == 202, second.text
         waiting = second.json()
         assert (waiting["state"], waiting["queue_position"]) == ("queued", 1), waiting
         assert client.get("/api/uploads").json()[0]["queue_position"] == 1  # listed newest first
-        over_cap(client.post("/api/uploads", content=videos["short"].read_bytes()), "upload_queue")
+        over_cap(client.post("/api/uploads", headers=OCTET, content=videos["short"].read_bytes()), "upload_queue")
         first_id, second_id = first.json()["upload_id"], waiting["upload_id"]
 
         def state(upload_id: str) -> dict:

@@ -163,13 +163,13 @@ def test_an_upload_that_names_other_files_is_refused_before_it_reads_them(
     """An HLS playlist whose segment is a video on the detector's disk, and a concat list naming another upload
     beside it: both fail in one line, and nothing of the files they name is scored."""
     client = served.client
-    done = client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+    done = client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes()).json()["upload_id"]
     assert finished(client, done)["state"] == "done"
     playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n{videos['face']}\n#EXT-X-ENDLIST\n"
     concat = f"ffconcat version 1.0\nfile '{done}.video'\n"  # its id is in GET /api/uploads; the name is fixed
     folder = Path(served.detector.settings.store.db).parent / "uploads"
     for file_name, body, words in (("list.m3u8", playlist, "is a playlist"), ("list.txt", concat, "MP4/MOV")):
-        answer = client.post("/api/uploads", params={"filename": file_name}, content=body.encode())
+        answer = client.post("/api/uploads", headers=OCTET, params={"filename": file_name}, content=body.encode())
         assert answer.status_code == 202, answer.text
         failed = answer.json()
         assert failed["state"] == "failed" and words in failed["error"] and "\n" not in failed["error"], failed
@@ -186,7 +186,7 @@ def test_a_still_image_upload_fails_by_its_content_and_is_deleted(served: Served
     one_frame = media.write_video(tmp_path / "one.mp4", [media.one_face()(0)]).read_bytes()
     folder = Path(served.detector.settings.store.db).parent / "uploads"
     for file_name, body, what in (("face.mp4", png.tobytes(), "(PNG)"), ("one.mp4", one_frame, "(h264)")):
-        failed = client.post("/api/uploads", params={"filename": file_name}, content=body).json()
+        failed = client.post("/api/uploads", headers=OCTET, params={"filename": file_name}, content=body).json()
         assert failed["state"] == "failed", failed
         assert f"is a still image {what}" in failed["error"] and "still images are not supported" in failed["error"]
         assert client.get(f"/api/uploads/{failed['upload_id']}").json()["state"] == "failed"
@@ -207,7 +207,8 @@ def test_old_uploads_are_deleted_after_an_upload_and_each_deletion_is_logged(
     for path in (old, foreign):
         os.utime(path, (long_ago, long_ago))
     with caplog.at_level(logging.INFO, logger="deepfake_stream"):
-        upload_id = served.client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+        body = videos["face"].read_bytes()
+        upload_id = served.client.post("/api/uploads", headers=OCTET, content=body).json()["upload_id"]
     assert not old.exists() and fresh.exists() and foreign.exists()  # only what the service wrote is deleted
     assert (folder / f"{upload_id}.video").exists()
     [line] = [r.getMessage() for r in caplog.records if "uploads: deleted" in r.getMessage()]

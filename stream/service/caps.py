@@ -101,6 +101,11 @@ class Openings:
             self._cancelled.discard(source.stream_id)
         self._pool.submit(self._open, source)
 
+    def open_at_once(self, source: Source) -> Future[Future[None]]:
+        """Open a prepared source on the pool for a caller that waits for it (a local file opens at once): its
+        SourceError goes to the caller, and it is never listed as opening or failed."""
+        return self._pool.submit(self._start, source)
+
     def opening(self) -> dict[str, Source]:
         with self._lock:
             return {sid: source for sid, source in self._opening.items() if sid not in self._cancelled}

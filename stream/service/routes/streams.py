@@ -14,6 +14,7 @@ from stream.records import StreamHealth, StreamState
 from stream.service.caps import RUNNING, Openings, over_cap, running_kinds
 from stream.service.schemas import AddStream, ApiError, StreamOut, responses
 from stream.service.source_policy import Refused, SourcePolicy
+from stream.service.uploads import loop_took
 
 STOP_TIMEOUT_S = 10.0
 
@@ -94,6 +95,16 @@ def streams_router(
         except SourceError as error:
             refused = policy.opening_failed(spec, error)
             raise ApiError(refused.status, str(refused)) from None
+        if spec.kind == "file":
+            # A local file opens at once: one that cannot be read is answered with the policy's one refusal (what
+            # went wrong would say what the file is), never listed with its reason.
+            try:
+                added = await asyncio.wrap_future(openings.open_at_once(source))
+            except SourceError as error:
+                refused = policy.opening_failed(spec, error)
+                raise ApiError(refused.status, str(refused)) from None
+            await loop_took(added, f"stream {source.stream_id!r}")
+            return streams().get(source.stream_id) or stream_out(source.stream_id, None, source)
         openings.open(source)
         return stream_out(source.stream_id, None, source)
 
