@@ -22,6 +22,7 @@ from stream.config import Settings, with_overrides
 from stream.loop.overload import background_fits
 from stream.loop.pipeline import Pipeline
 from stream.records import Detection, StreamHealth, StreamState
+from stream.service.upload_pace import SLOWED, UploadPace, upload_pace
 from stream.service.uploads import MB, upload_state
 from stream.store import build_report, open_reader
 from tests import media
@@ -145,6 +146,51 @@ def test_unreadable_uploads_fail_in_one_line_and_the_service_keeps_running(
     assert client.get("/healthz").json() == {"ok": True}
     good = client.post("/api/uploads", content=videos["face"].read_bytes())
     assert good.status_code == 202 and finished(client, good.json()["upload_id"])["state"] == "done"
+
+
+def test_an_upload_beside_a_live_camera_says_it_is_slowed_and_still_finishes(
+    served: Served, videos: dict[str, Path]
+) -> None:
+    client = served.client
+    added = client.post("/api/streams", json={"source": "demo", "name": "beside"})
+    assert added.status_code in (201, 202), added.text
+    wait_for(lambda: client.get("/api/streams/beside").json()["fps_in"] > 0, 30, "the demo camera to run")
+    try:
+        upload_id = client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+        seen: list[dict] = []
+        while (now := client.get(f"/api/uploads/{upload_id}").json())["state"] not in ("done", "failed"):
+            seen.append(now)
+            time.sleep(0.1)
+        assert now["state"] == "done", now  # live cameras have priority, not all of the loop
+        running = [u for u in seen if u["state"] == "running"]
+        assert running and all(u["note"] == SLOWED for u in running), running
+        paced = [u for u in running if u["rate_fps"]]
+        assert paced, running  # a rate once the loop has timed some of its frames, and the time left at it
+        for u in paced:
+            assert u["eta_s"] == pytest.approx((90 - u["frames_done"]) / u["rate_fps"], rel=0.05, abs=0.1), u
+        assert (now["note"], now["rate_fps"], now["eta_s"]) == (None, None, None)  # said only while it runs
+        camera = client.get("/api/streams/beside").json()
+        assert camera["state"] == "live" and camera["fps_in"] > 0  # the camera kept going beside it
+    finally:
+        client.delete("/api/streams/beside")
+    # With no live camera, an upload is not slowed (and says nothing of it).
+    alone = client.post("/api/uploads", content=videos["face"].read_bytes()).json()["upload_id"]
+    notes = set()
+    while (now := client.get(f"/api/uploads/{alone}").json())["state"] not in ("done", "failed"):
+        notes.add(now["note"])
+        time.sleep(0.05)
+    assert now["state"] == "done" and notes <= {None}, notes
+
+
+def test_an_uploads_pace_is_its_rate_and_the_time_its_frames_left_take() -> None:
+    running = StreamHealth("u", StreamState.LIVE, 12.5, 0.0, 0, 0, None, frames_read=40, frames_expected=90)
+    assert upload_pace(running, 40, 90, beside_live=True) == UploadPace(SLOWED, 12.5, 4.0)
+    assert upload_pace(running, 40, 90, beside_live=False) == UploadPace(None, 12.5, 4.0)
+    assert upload_pace(running, 40, None, beside_live=True) == UploadPace(SLOWED, 12.5, None)  # length unknown
+    waiting = StreamHealth("u", StreamState.STARTING, 0.0, 0.0, 0, 0, None)
+    assert upload_pace(waiting, 0, 90, beside_live=True) == UploadPace(SLOWED, 0.0, None)  # no rate yet
+    assert upload_pace(None, 0, 90, beside_live=True) == UploadPace()  # queued, or ended
+    assert upload_pace(StreamHealth("u", StreamState.ENDED, 30.0, 0.0, 0, 0, None), 90, 90, True) == UploadPace()
 
 
 def test_uploads_of_an_earlier_session_are_listed_with_their_reports(

@@ -97,6 +97,13 @@ class UploadOut(BaseModel):
     frames_done: int
     frames_expected: int | None
     error: str | None
+    note: str | None = Field(
+        default=None,
+        description="while it runs beside live cameras: 'slowed: live cameras take priority' (it gets "
+        "pipeline.upload_share of the loop's time)",
+    )
+    rate_fps: float | None = Field(default=None, description="while it runs: frames scored a second, lately")
+    eta_s: float | None = Field(default=None, description="while it runs: seconds its frames left take at that rate")
     report: Report | None = Field(
         default=None, description="once it has ended: the same report (schema and verdict) as run_stream.py --report"
     )
