@@ -67,10 +67,11 @@ def test_the_window_starts_afresh_when_an_upload_begins_after_a_pause() -> None:
 
 
 def test_frames_left_out_for_an_upload_are_counted_apart() -> None:
-    assert yielded_of(thinned=5, yielded_s=0.120, interval_s=0.040) == 3
-    assert yielded_of(thinned=2, yielded_s=0.300, interval_s=0.040) == 2  # never more than were thinned
-    assert yielded_of(thinned=5, yielded_s=0.0, interval_s=0.040) == 0
-    assert yielded_of(thinned=5, yielded_s=0.1, interval_s=None) == 0
+    assert yielded_of(thinned=5, yielded_s=0.120, interval_s=0.040) == pytest.approx(3.0)
+    assert yielded_of(thinned=5, yielded_s=0.050, interval_s=0.040) == pytest.approx(1.25)  # not rounded each time
+    assert yielded_of(thinned=2, yielded_s=0.300, interval_s=0.040) == 2.0  # never more than were thinned
+    assert yielded_of(thinned=5, yielded_s=0.0, interval_s=0.040) == 0.0
+    assert yielded_of(thinned=5, yielded_s=0.1, interval_s=None) == 0.0
 
 
 def test_the_share_is_a_fraction_below_one() -> None:

@@ -26,7 +26,7 @@ class LoopStream:
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
     frames_processed: int = 0
     frames_thinned: int = 0
-    frames_yielded: int = 0  # of those, thinned while uploads took their share (stream/loop/upload_share.py)
+    frames_yielded: float = 0.0  # of those, thinned while uploads took their share (stream/loop/upload_share.py)
     crops_encoded: int = 0
     crops_skipped: int = 0
     windows_scored: int = 0
@@ -87,7 +87,7 @@ class LoopStream:
         self.frames_yielded += yielded_of(thinned, yielded_s, self.interval_s)
 
     def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
-        overloaded = self.frames_thinned - self.frames_yielded  # left out for an upload's share is not overload
+        overloaded = self.frames_thinned - round(self.frames_yielded)  # left out for an upload is not overload
         counts = (self.frames_processed, overloaded, self.crops_encoded, self.crops_skipped)
         return StreamHealth(
             stream_id=self.source.stream_id,

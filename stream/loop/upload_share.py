@@ -66,9 +66,10 @@ class UploadShare:
             self._iterations.popleft()
 
 
-def yielded_of(thinned: int, yielded_s: float, interval_s: float | None) -> int:
+def yielded_of(thinned: int, yielded_s: float, interval_s: float | None) -> float:
     """Of `thinned` live frames left out between two processed frames of a camera, those left out for uploads: one per
-    frame interval of the `yielded_s` the loop spent on upload iterations in between."""
+    frame interval of the `yielded_s` the loop spent on upload iterations in between (a fraction: rounding each gap
+    would lose part of a frame every time)."""
     if not thinned or yielded_s <= 0 or not interval_s:
-        return 0
-    return min(thinned, round(yielded_s / interval_s))
+        return 0.0
+    return min(float(thinned), yielded_s / interval_s)
