@@ -1,6 +1,8 @@
 """Uploads (stream/uploads.py): a video sent to the service streams to disk under the cap, runs as a stream of kind
-`upload` with progress, and ends with the same report as `run_stream.py --report`; bad uploads fail in one line. And
-the loop's priority (stream/overload.py): an upload gets only the time live cameras leave, shown with test doubles."""
+`upload` with progress, and ends with the same report as `run_stream.py --report`; bad uploads fail in one line; beside
+a live camera it says it is slowed, with its rate and time left, and still finishes. And the loop's priority
+(stream/overload.py): beside a camera that leaves time free an upload takes only that time, shown with test doubles
+(its guaranteed share beside a busy camera: tests/test_upload_share.py)."""
 
 from __future__ import annotations
 
