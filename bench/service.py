@@ -18,11 +18,15 @@ One real Detector + Service (`stream/service.py` with `default_extensions`: WHIP
    same `--cpu-engine`, window and weights (wall time to exit; its store says when its session started, i.e. how
    much of that was loading).
 
+`--only share` runs instead the upload beside live cameras (bench/service_share.py): the same clip alone, beside 1
+and beside 4 demo cameras, `--rounds` times, with the upload's time against alone and each camera's frames in.
+
 Runs inside `tests.netns.private_network()` with `add_veth_pair()` (WebRTC peers need a non-loopback address), so it
 needs root (or CAP_SYS_ADMIN and `ip`). About 1.5 minutes with the defaults on an idle 2-core machine (2 on a busy one).
 Run: `sudo .venv/bin/python bench/service.py [--engine onnxruntime|auto|...] [--repeats 3] [--seconds 20]`.
 `--only caps` runs instead the rows of bench/service_caps.py: request latency while source opens hang and uploads
-queue, against the same requests on the idle service (`--requests` of each, default 40).
+queue, against the same requests on the idle service (`--requests` of each, default 40). `--only share [--rounds 2]`
+runs the rows of bench/service_share.py: the same upload alone, beside 1 and beside 4 live cameras.
 """
 
 from __future__ import annotations
@@ -351,8 +355,8 @@ def latency_row(label: str, result: Latency) -> list[object]:
     ]
 
 
-def bench(args: argparse.Namespace, folder: Path) -> None:
-    load_before = os.getloadavg()
+def bench_settings(args: argparse.Namespace, folder: Path) -> Settings:
+    """The detector's settings for every row: the engine and window asked for, the store in `folder`."""
     overrides = {
         "model.window": args.window,
         "model.device": "cpu",
@@ -363,7 +367,12 @@ def bench(args: argparse.Namespace, folder: Path) -> None:
         "store.db": str(folder / "service.db"),
         "service.port": 0,
     }
-    settings = with_overrides(Settings(), overrides, "bench")
+    return with_overrides(Settings(), overrides, "bench")
+
+
+def bench(args: argparse.Namespace, folder: Path) -> None:
+    load_before = os.getloadavg()
+    settings = bench_settings(args, folder)
     video = make_video(folder / "two_faces.mp4", 2, 150)  # 5 s, looped by the publisher and the paced file
     clip = make_video(folder / "clip.mp4", 2, FPS * args.clip_seconds)
     sink = TimingSink()
@@ -433,16 +442,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="latency measured per stream")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of a stream left out of its latency")
     parser.add_argument("--clip-seconds", type=int, default=10, help="length of the uploaded clip")
-    parser.add_argument("--only", choices=["caps"], help="caps: only the rows of bench/service_caps.py")
+    parser.add_argument(
+        "--only",
+        choices=("all", "caps", "share"),
+        default="all",
+        help="caps: only the rows of bench/service_caps.py; share: only the upload beside 0, 1 and 4 cameras",
+    )
     parser.add_argument("--requests", type=int, default=40, help="--only caps: requests of each kind per phase")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the share rows (--only share)")
     args = parser.parse_args()
-    if args.repeats < 1 or args.seconds <= 0 or args.warmup < 0 or args.clip_seconds < 1:
-        parser.error("--repeats, --seconds and --clip-seconds must be positive, --warmup not negative")
+    if args.repeats < 1 or args.seconds <= 0 or args.warmup < 0 or args.clip_seconds < 1 or args.rounds < 1:
+        parser.error("--repeats, --seconds, --clip-seconds and --rounds must be positive, --warmup not negative")
     try:
         with tempfile.TemporaryDirectory() as folder, private_network():
             add_veth_pair()
             if args.only == "caps":
                 caps_bench(args.engine, args.window, max(1, args.requests), Path(folder))
+            elif args.only == "share":
+                from bench.service_share import bench_share  # it builds on this module's helpers
+
+                bench_share(args, Path(folder))
             else:
                 bench(args, Path(folder))
     except (pytest.skip.Exception, pytest.fail.Exception) as missing:

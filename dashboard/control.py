@@ -64,6 +64,18 @@ class UploadProgress:
     frames_done: int
     frames_expected: int | None
     error: str | None
+    note: str | None = None  # "slowed: live cameras take priority" while it runs beside them
+    rate_fps: float | None = None  # while it runs: frames scored a second, lately ...
+    eta_s: float | None = None  # ... and the seconds its frames left take at that rate
+
+    @property
+    def pace(self) -> str:
+        """`slowed: live cameras take priority · 7.5 frames/s, about 24 s left`: what the service said of its pace."""
+        parts = [self.note] if self.note else []
+        if self.rate_fps:
+            left = f", about {self.eta_s:.0f} s left" if self.eta_s is not None else ""
+            parts.append(f"{self.rate_fps:.1f} frames/s{left}")
+        return " · ".join(parts)
 
     @property
     def finished(self) -> bool:
@@ -113,6 +125,9 @@ def _upload(body: Mapping[str, Any]) -> UploadProgress:
         frames_done=int(body["frames_done"]),
         frames_expected=None if body.get("frames_expected") is None else int(body["frames_expected"]),
         error=body.get("error"),
+        note=body.get("note"),
+        rate_fps=None if body.get("rate_fps") is None else float(body["rate_fps"]),
+        eta_s=None if body.get("eta_s") is None else float(body["eta_s"]),
     )
 
 

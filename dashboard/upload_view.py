@@ -167,9 +167,10 @@ def _progress(control: Control, upload_id: str) -> None:
         st.rerun(scope="app")
     fraction = progress.fraction
     of = f" of {progress.frames_expected}" if progress.frames_expected else ""
+    pace = f" · {progress.pace}" if progress.pace else ""
     st.progress(
         0.0 if fraction is None else fraction,
-        text=f"{progress.state}: {progress.file_name}, {progress.frames_done}{of} frames scored",
+        text=f"{progress.state}: {progress.file_name}, {progress.frames_done}{of} frames scored{pace}",
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import data, detectors, views
+from dashboard import control, data, detectors, views
 from dashboard.launch import DashboardError, start_dashboard
 from dashboard.verdicts import shown_verdict
 from stream.config.store_location import PostgresUrl, StoreTarget
@@ -95,6 +95,15 @@ def test_face_summaries_as_csv_and_json(db: Path, writer: ScoreWriter) -> None:
     assert stream["faces"][1]["status"] == "not_scored"
     at = dashboard()
     assert [b.label for b in at.download_button] == ["Download CSV", "Download report (JSON)"]
+
+
+def test_an_uploads_progress_says_its_pace_as_the_service_gives_it() -> None:
+    body = {"upload_id": "upload-1", "session_id": "s", "file_name": "clip.mp4", "state": "running"}
+    body |= {"frames_done": 40, "frames_expected": 90, "error": None}
+    slowed = control._upload({**body, "note": "slowed: live cameras take priority", "rate_fps": 7.5, "eta_s": 6.7})
+    assert slowed.pace == "slowed: live cameras take priority · 7.5 frames/s, about 7 s left"
+    assert control._upload({**body, "rate_fps": 30.0, "eta_s": None}).pace == "30.0 frames/s"
+    assert control._upload(body).pace == ""  # a service without these fields, or no rate yet
 
 
 def test_dashboard_imports_only_the_bottom_layer_and_the_store() -> None:

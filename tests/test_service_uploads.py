@@ -1,6 +1,8 @@
 """Uploads (stream/uploads.py): a video sent to the service streams to disk under the cap, runs as a stream of kind
-`upload` with progress, and ends with the same report as `run_stream.py --report`; bad uploads fail in one line. And
-the loop's priority (stream/overload.py): an upload gets only the time live cameras leave, shown with test doubles."""
+`upload` with progress, and ends with the same report as `run_stream.py --report`; bad uploads fail in one line; beside
+a live camera it says it is slowed, with its rate and time left, and still finishes. And the loop's priority
+(stream/overload.py): beside a camera that leaves time free an upload takes only that time, shown with test doubles
+(its guaranteed share beside a busy camera: tests/test_upload_share.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from stream.loop.overload import background_fits
 from stream.loop.pipeline import Pipeline
 from stream.records import Detection, StreamHealth, StreamState
 from stream.service.upload_files import UploadFiles
+from stream.service.upload_pace import SLOWED, UploadPace, upload_pace
 from stream.service.uploads import MB, upload_state
 from stream.store import build_report, open_reader
 from tests import media
@@ -233,6 +236,51 @@ def test_the_quota_deletes_the_oldest_first_and_never_one_in_use(
     assert len(lines) == 2 and all("service.upload_quota_mb (2.5)" in line for line in lines)
     assert UploadFiles(tmp_path, retention_days=1, quota_mb=None).prune(now=now) == []  # both are younger than a day
     assert UploadFiles(tmp_path, retention_days=0.001, quota_mb=None).prune(now=now) == [paths[0], paths[3]]
+
+
+def test_an_upload_beside_a_live_camera_says_it_is_slowed_and_still_finishes(
+    served: Served, videos: dict[str, Path]
+) -> None:
+    client = served.client
+    added = client.post("/api/streams", json={"source": "demo", "name": "beside"})
+    assert added.status_code in (201, 202), added.text
+    wait_for(lambda: client.get("/api/streams/beside").json()["fps_in"] > 0, 30, "the demo camera to run")
+    try:
+        upload_id = client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes()).json()["upload_id"]
+        seen: list[dict] = []
+        while (now := client.get(f"/api/uploads/{upload_id}").json())["state"] not in ("done", "failed"):
+            seen.append(now)
+            time.sleep(0.1)
+        assert now["state"] == "done", now  # live cameras have priority, not all of the loop
+        running = [u for u in seen if u["state"] == "running"]
+        assert running and all(u["note"] == SLOWED for u in running), running
+        paced = [u for u in running if u["rate_fps"]]
+        assert paced, running  # a rate once the loop has timed some of its frames, and the time left at it
+        for u in paced:
+            assert u["eta_s"] == pytest.approx((90 - u["frames_done"]) / u["rate_fps"], rel=0.05, abs=0.1), u
+        assert (now["note"], now["rate_fps"], now["eta_s"]) == (None, None, None)  # said only while it runs
+        camera = client.get("/api/streams/beside").json()
+        assert camera["state"] == "live" and camera["fps_in"] > 0  # the camera kept going beside it
+    finally:
+        client.delete("/api/streams/beside")
+    # With no live camera, an upload is not slowed (and says nothing of it).
+    alone = client.post("/api/uploads", headers=OCTET, content=videos["face"].read_bytes()).json()["upload_id"]
+    notes = set()
+    while (now := client.get(f"/api/uploads/{alone}").json())["state"] not in ("done", "failed"):
+        notes.add(now["note"])
+        time.sleep(0.05)
+    assert now["state"] == "done" and notes <= {None}, notes
+
+
+def test_an_uploads_pace_is_its_rate_and_the_time_its_frames_left_take() -> None:
+    running = StreamHealth("u", StreamState.LIVE, 12.5, 0.0, 0, 0, None, frames_read=40, frames_expected=90)
+    assert upload_pace(running, 40, 90, beside_live=True) == UploadPace(SLOWED, 12.5, 4.0)
+    assert upload_pace(running, 40, 90, beside_live=False) == UploadPace(None, 12.5, 4.0)
+    assert upload_pace(running, 40, None, beside_live=True) == UploadPace(SLOWED, 12.5, None)  # length unknown
+    waiting = StreamHealth("u", StreamState.STARTING, 0.0, 0.0, 0, 0, None)
+    assert upload_pace(waiting, 0, 90, beside_live=True) == UploadPace(SLOWED, 0.0, None)  # no rate yet
+    assert upload_pace(None, 0, 90, beside_live=True) == UploadPace()  # queued, or ended
+    assert upload_pace(StreamHealth("u", StreamState.ENDED, 30.0, 0.0, 0, 0, None), 90, 90, True) == UploadPace()
 
 
 def test_uploads_of_an_earlier_session_are_listed_with_their_reports(

@@ -255,10 +255,16 @@ class LoopSettings:
     encode_budget_ms: float = 0.0  # live crops' encode time per iteration (0: what the rest leaves of 1/min_track_fps)
     overload_share: float = 0.2  # "overloaded" once more than this share of frames is thinned or of crops skipped ...
     overload_window_s: float = 10.0  # ... over this many seconds
+    upload_share: float = 0.4  # beside live cameras a running upload gets at least this share of the loop's time
 
     def __post_init__(self) -> None:
         if not 0.0 < self.overload_share <= 1.0:
             raise ValueError(f"overload_share must be in (0, 1], got {self.overload_share}")
+        if not 0.0 < self.upload_share < 1.0:
+            raise ValueError(
+                f"upload_share must be in (0, 1) (the part of the loop's time an upload gets beside live cameras), "
+                f"got {self.upload_share}"
+            )
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.max_wait_ms < 0:

@@ -24,9 +24,9 @@ Files replayed as fast as possible are never thinned or skipped: they wait. A fi
 An upload (a file sent to the service) is scored with the time the live cameras leave free: while any live stream
 runs, an upload's frames are taken only in an iteration of their own, started when no live frame waits and only
 when it ends early enough that the live frame arriving meanwhile is still processed before the one after it
-(`background_fits`, over the median of recent iteration times). An upload slows under load; a camera never does
-(but for one frame every `PROBE_S` at most, when an upload not run for that long is timed again). With no live
-stream it runs at full speed.
+(`background_fits`, over the median of recent iteration times), and besides whenever its part of the loop's time is
+below `pipeline.upload_share` (stream/loop/upload_share.py): an upload slows under load, and the cameras are thinned
+for its share, but it always finishes. With no live stream it runs at full speed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+
+from stream.capture.frame_buffer import FrameBuffer
+from stream.config import LoopSettings
+from stream.loop.upload_share import UploadShare
+from stream.records import Frame
 
 LEAD = 2  # while contended, a face is at most this many crops ahead of the face furthest behind ...
 CONTENTION_S = 1.0  # ... the encoder counts as contended this long after it last skipped a live crop ...
@@ -104,15 +109,30 @@ def background_fits(
 
 class BackgroundGate:
     """What iterations with live frames, and iterations of upload frames alone, lately took (the median of the last
-    `SAMPLES`, robust to a slow one), and from that whether uploads may run now (`background_fits`)."""
+    `SAMPLES`, robust to a slow one), and from that whether uploads may run now (`background_fits`); and the uploads'
+    guaranteed share of the loop (stream/loop/upload_share.py), which gives them an iteration of their own even when
+    they do not fit."""
 
-    def __init__(self) -> None:
+    def __init__(self, upload_share: float = LoopSettings.upload_share) -> None:
         self._live: deque[float] = deque(maxlen=SAMPLES)
         self._background: deque[float] = deque(maxlen=SAMPLES)
         self._background_at = -math.inf  # monotonic: the last upload iteration
+        self.share = UploadShare(upload_share)
+
+    def owed_frames(self, buffers: Sequence[FrameBuffer]) -> list[Frame]:
+        """The uploads' next frames (one from each of their `buffers`) when they are owed this iteration for their
+        share of the loop; else none, and the loop goes on as it would."""
+        if not buffers or not self.share.owed():
+            return []
+        return [frame for buffer in buffers if (frame := buffer.take()) is not None]
+
+    def background_s_since(self, since: float | None) -> float:
+        """Seconds the loop spent on upload iterations since monotonic `since` (a live stream's previous frame)."""
+        return 0.0 if since is None else self.share.background_s_since(since)
 
     def took(self, live: bool, seconds: float) -> None:
         """An iteration ended: with live frames (`live`), or of upload frames alone."""
+        self.share.took(live, seconds)
         if live:
             self._live.append(seconds)
         else:

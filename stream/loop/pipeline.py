@@ -95,7 +95,7 @@ class Pipeline:
         self._tail_s = 0.0
         self._began = self._encoded_at = 0.0
         self._contended_until = 0.0  # monotonic: live crops were skipped lately (stream/overload.py)
-        self._gate = BackgroundGate()  # when uploads may run beside live streams
+        self._gate = BackgroundGate(settings.pipeline.upload_share)  # when uploads may run beside live streams
         self._iteration_live: bool | None = None  # this iteration had live frames, upload frames alone, or neither
         self._inbox = Inbox()
         self._inbox_lock = threading.Lock()  # a command posted after close() is refused, never left unanswered
@@ -237,6 +237,8 @@ class Pipeline:
         self._publish()
 
     def _collect_frames(self) -> list[Frame]:
+        if owed := self._gate.owed_frames([w.source.buffer for w in self._streams.values() if w.background]):
+            return owed  # an iteration of their own for the uploads' share of the loop (stream/loop/upload_share.py)
         foreground = {sid: w for sid, w in self._streams.items() if not w.background}
         frames = [f for w in foreground.values() if (f := w.source.buffer.take()) is not None]
         if frames and self.settings.pipeline.max_wait_ms > 0 and len(frames) < len(foreground):
@@ -280,7 +282,7 @@ class Pipeline:
             work.took_frame()
             if work.live:
                 work.note_interval(frame)
-                work.count_thinned(frame, min_track_fps)
+                work.count_thinned(frame, min_track_fps, self._gate)
             crops.extend(work.cropper.crops(frame))
             # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
             self._evict(frame.stream_id, work.cropper.take_evicted())

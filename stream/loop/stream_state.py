@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 
 from stream.capture.sources import Source
 from stream.faces.cropper import FaceCropper
-from stream.loop.overload import OverloadMeter, thinned_of
+from stream.loop.overload import BackgroundGate, OverloadMeter, thinned_of
+from stream.loop.upload_share import yielded_of
 from stream.records import Frame, StreamHealth, StreamState
 from stream.timing import FpsMeter, span_rate
 
@@ -25,11 +26,13 @@ class LoopStream:
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
     frames_processed: int = 0
     frames_thinned: int = 0
+    frames_yielded: float = 0.0  # of those, thinned while uploads took their share (stream/loop/upload_share.py)
     crops_encoded: int = 0
     crops_skipped: int = 0
     windows_scored: int = 0
     first_frame_at: float | None = None  # monotonic time the loop took this stream's first frame ...
     last_frame_at: float | None = None  # ... and its latest
+    previous_frame_at: float | None = None  # ... and the one before
     last_annotated: float = 0.0
     last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
     overload: OverloadMeter = field(default_factory=OverloadMeter)  # pipeline.overload_window_s
@@ -40,7 +43,7 @@ class LoopStream:
         self.frames_processed += 1
         if self.first_frame_at is None:
             self.first_frame_at = now
-        self.last_frame_at = now
+        self.previous_frame_at, self.last_frame_at = self.last_frame_at, now
 
     def scored_window(self) -> None:
         self.fps_scored.tick()
@@ -71,15 +74,21 @@ class LoopStream:
         interval = (frame.t_capture - self.last_processed[1]) / (frame.index - self.last_processed[0])
         self.interval_s = interval if self.interval_s is None else self.interval_s + 0.2 * (interval - self.interval_s)
 
-    def count_thinned(self, frame: Frame, min_track_fps: float) -> None:
+    def count_thinned(self, frame: Frame, min_track_fps: float, gate: BackgroundGate | None = None) -> None:
         """Of the live frames the source's buffer dropped since the last one processed, count those thinned (the
-        rest stay dropped): see `stream.loop.overload.thinned_of`."""
+        rest stay dropped): see `stream.loop.overload.thinned_of`. The time `gate` says upload iterations took in
+        between is left out of the span (frames left out for an upload's share are thinned, `yielded_of`)."""
         last, self.last_processed = self.last_processed, (frame.index, frame.t_capture)
-        if last is not None and frame.index - last[0] > 1:
-            self.frames_thinned += thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1], min_track_fps)
+        if last is None or frame.index - last[0] <= 1:
+            return
+        yielded_s = gate.background_s_since(self.previous_frame_at) if gate is not None else 0.0
+        thinned = thinned_of(frame.index - last[0] - 1, frame.t_capture - last[1] - yielded_s, min_track_fps)
+        self.frames_thinned += thinned
+        self.frames_yielded += yielded_of(thinned, yielded_s, self.interval_s)
 
     def _health(self, fps_in: float, fps_scored: float) -> StreamHealth:
-        counts = (self.frames_processed, self.frames_thinned, self.crops_encoded, self.crops_skipped)
+        overloaded = self.frames_thinned - round(self.frames_yielded)  # left out for an upload is not overload
+        counts = (self.frames_processed, overloaded, self.crops_encoded, self.crops_skipped)
         return StreamHealth(
             stream_id=self.source.stream_id,
             state=self.source.state,

@@ -101,6 +101,13 @@ class UploadOut(BaseModel):
     queue_position: int | None = Field(
         default=None, description="while `queued`: its place in the upload queue (1: the next to run)"
     )
+    note: str | None = Field(
+        default=None,
+        description="while it runs beside live cameras: 'slowed: live cameras take priority' (it gets "
+        "pipeline.upload_share of the loop's time)",
+    )
+    rate_fps: float | None = Field(default=None, description="while it runs: frames scored a second, lately")
+    eta_s: float | None = Field(default=None, description="while it runs: seconds its frames left take at that rate")
     report: Report | None = Field(
         default=None, description="once it has ended: the same report (schema and verdict) as run_stream.py --report"
     )

@@ -27,6 +27,7 @@ from stream.records import StreamHealth, StreamState
 from stream.service.caps import over_cap
 from stream.service.schemas import ApiError, UploadOut, UploadState
 from stream.service.upload_files import UploadFiles
+from stream.service.upload_pace import live_streams_running, upload_pace
 from stream.store import Report, ScoreReader, StreamRow, build_report, open_reader
 from stream.store.private_files import make_private_folder, open_private
 
@@ -312,6 +313,10 @@ class Uploads:
         if state == "running" and snapshot is not None and snapshot.last_error:
             error = snapshot.last_error
         source = mine.source if mine else None
+        done = max((h.frames_read for h in (snapshot, stored) if h is not None), default=0)
+        expected = source.expected_frames if source is not None else None
+        beside_live = state == "running" and live_streams_running(self._detector)
+        pace = upload_pace(snapshot if state == "running" else None, done, expected, beside_live)
         return UploadOut(
             upload_id=mine.upload_id if mine else row.stream_id,  # type: ignore[union-attr]
             session_id=row.session_id if row is not None else session,
@@ -319,10 +324,13 @@ class Uploads:
             size_bytes=mine.size_bytes if mine else None,
             state=state,
             status=None,
-            frames_done=max((h.frames_read for h in (snapshot, stored) if h is not None), default=0),
-            frames_expected=source.expected_frames if source is not None else None,
+            frames_done=done,
+            frames_expected=expected,
             error=error,
             queue_position=position,
+            note=pace.note,
+            rate_fps=pace.rate_fps,
+            eta_s=pace.eta_s,
         )
 
     async def _read(self, query: Callable[[ScoreReader], T]) -> T:
