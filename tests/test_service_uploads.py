@@ -360,7 +360,15 @@ def run_beside(loaded: LoadedModel, beside: str | None, seconds: float = 3.0) ->
     processed of each, and the camera's final health."""
     settings: Settings = with_overrides(
         Settings(),
-        {"faces.mode": "full_frame", "model.window": 10, "pipeline.status_interval_s": 1e9, "clips.enabled": False},
+        {
+            "faces.mode": "full_frame",
+            "model.window": 10,
+            "pipeline.status_interval_s": 1e9,
+            "clips.enabled": False,
+            # The priority rule alone: the guaranteed share (tests/test_upload_share.py) would take camera frames
+            # whenever load from elsewhere keeps this loop busy.
+            "pipeline.upload_share": 0.01,
+        },
         "test",
     )
     detectors = Detectors()
