@@ -1,0 +1,139 @@
+"""Face finding ahead of the encoder for a file or an upload: one thread owns the stream's cropper, takes every
+frame from the source's buffer in order, finds and cuts its faces, and queues the frame with its crops, the track
+ids given up on before it and its tracks; the loop takes many found frames at once and encodes their crops in one
+batch while the thread finds the next ones.
+
+Bounded: the thread holds a slot for every frame it has taken until the loop has processed it, and there are
+`depth` slots (`pipeline.lookahead_frames`; 1 while a live stream runs: then one frame at a time, as without it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from stream.capture.sources import Source
+from stream.faces.cropper import FaceCrop, FaceCropper
+from stream.records import Frame, Track
+
+TAKE_WAIT_S = 0.05  # the thread wakes at least this often to notice a stop
+
+
+@dataclass(frozen=True)
+class FoundFrame:
+    """One frame as the finder left it: its crops, the tracks given up on before it, and its tracks (for the
+    annotation and the status line of this frame, whatever the finder has moved on to since)."""
+
+    frame: Frame
+    crops: tuple[FaceCrop, ...]
+    evicted: tuple[int, ...]
+    tracks: tuple[Track, ...]
+    taken_at: float  # monotonic: when the finder took it from the buffer (the stream's input rate counts this)
+
+
+class LookAhead:
+    """The finder thread of one stream and its bounded queue of found frames."""
+
+    def __init__(self, source: Source, cropper: FaceCropper, depth: int) -> None:
+        if depth < 1:
+            raise ValueError(f"look-ahead depth must be at least 1 frame, got {depth}")
+        self._source = source
+        self._cropper = cropper
+        self._found: deque[FoundFrame] = deque()
+        self._held = 0  # frames taken from the buffer and not yet released by the loop
+        self._depth = depth
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._done = False  # the thread has ended: the source is finished, it was stopped, or finding failed
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"faces-{source.stream_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def set_depth(self, depth: int) -> None:
+        with self._changed:
+            self._depth = max(1, depth)
+            self._changed.notify_all()
+
+    def take(self, max_crops: int, max_frames: int) -> list[FoundFrame]:
+        """The found frames waiting, oldest first: at least one (if any), then more while their crops fit in
+        `max_crops` and the frames in `max_frames`. Raises what made finding fail once every frame before it
+        was taken."""
+        taken: list[FoundFrame] = []
+        crops = 0
+        with self._changed:
+            while self._found and len(taken) < max_frames:
+                more = len(self._found[0].crops)
+                if taken and crops + more > max_crops:
+                    break
+                taken.append(self._found.popleft())
+                crops += more
+            if not taken and self._error is not None:
+                error, self._error = self._error, None
+                raise error
+        return taken
+
+    def release(self, frames: int) -> None:
+        """The loop has processed this many found frames: their slots are free."""
+        with self._changed:
+            self._held -= frames
+            self._changed.notify_all()
+
+    @property
+    def unprocessed(self) -> int:
+        """Frames taken from the source's buffer and not yet processed by the loop (being found, or found)."""
+        with self._changed:
+            return self._held
+
+    @property
+    def drained(self) -> bool:
+        """The thread has ended and every frame it found was taken (an error still to raise is not drained)."""
+        with self._changed:
+            return self._done and not self._found and self._error is None
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the thread and wait for it; True once it has ended (the cropper is then the caller's again)."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._changed:
+                    while self._held >= self._depth and not self._stop.is_set():
+                        self._changed.wait(TAKE_WAIT_S)
+                if self._stop.is_set():
+                    return
+                frame = self._source.buffer.take(TAKE_WAIT_S)
+                taken_at = time.monotonic()
+                if frame is None:
+                    if self._source.finished:
+                        return
+                    continue
+                with self._changed:
+                    self._held += 1
+                crops = self._cropper.crops(frame)
+                found = FoundFrame(
+                    frame,
+                    tuple(crops),
+                    tuple(self._cropper.take_evicted()),
+                    tuple(self._cropper.last_tracks),
+                    taken_at,
+                )
+                with self._changed:
+                    self._found.append(found)
+                del frame, crops, found  # held only while it has a slot
+        except Exception as error:  # handed to the loop, which raises it as its own cropper would have
+            with self._changed:
+                self._error = error
+        finally:
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
