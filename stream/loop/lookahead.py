@@ -4,7 +4,9 @@ ids given up on before it and its tracks; the loop takes many found frames at on
 batch while the thread finds the next ones.
 
 Bounded: the thread holds a slot for every frame it has taken until the loop has processed it, and there are
-`depth` slots (`pipeline.lookahead_frames`; 1 while a live stream runs: then one frame at a time, as without it).
+`depth` slots (`pipeline.lookahead_frames`). While a live stream runs the depth is 0: the thread parks once the
+frames it found are taken, and the loop then finds the file's frames itself, frame by frame, as without look-ahead
+(the cropper is the loop's while the thread is parked: it leaves only when the loop raises the depth or stops it).
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ class LookAhead:
     """The finder thread of one stream and its bounded queue of found frames."""
 
     def __init__(self, source: Source, cropper: FaceCropper, depth: int) -> None:
-        if depth < 1:
-            raise ValueError(f"look-ahead depth must be at least 1 frame, got {depth}")
+        if depth < 0:
+            raise ValueError(f"look-ahead depth must be at least 0 frames, got {depth}")
         self._source = source
         self._cropper = cropper
         self._found: deque[FoundFrame] = deque()
         self._held = 0  # frames taken from the buffer and not yet released by the loop
         self._depth = depth
+        self._parked = False  # depth 0 and waiting: the cropper is the loop's until the depth is raised
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._done = False  # the thread has ended: the source is finished, it was stopped, or finding failed
@@ -55,7 +58,7 @@ class LookAhead:
 
     def set_depth(self, depth: int) -> None:
         with self._changed:
-            self._depth = max(1, depth)
+            self._depth = max(0, depth)
             self._changed.notify_all()
 
     def take(self, max_crops: int, max_frames: int) -> list[FoundFrame]:
@@ -76,6 +79,12 @@ class LookAhead:
                 raise error
         return taken
 
+    @property
+    def idle(self) -> bool:
+        """Parked with nothing found waiting: the loop may use the cropper itself."""
+        with self._changed:
+            return self._parked and not self._found
+
     def release(self, frames: int) -> None:
         """The loop has processed this many found frames: their slots are free."""
         with self._changed:
@@ -90,9 +99,10 @@ class LookAhead:
 
     @property
     def drained(self) -> bool:
-        """The thread has ended and every frame it found was taken (an error still to raise is not drained)."""
+        """The thread has ended (or is parked) and every frame it found was taken (an error still to raise is not
+        drained)."""
         with self._changed:
-            return self._done and not self._found and self._error is None
+            return (self._done or self._parked) and not self._found and self._error is None
 
     def stop(self, timeout: float) -> bool:
         """Stop the thread and wait for it; True once it has ended (the cropper is then the caller's again)."""
@@ -107,8 +117,10 @@ class LookAhead:
         try:
             while not self._stop.is_set():
                 with self._changed:
-                    while self._held >= self._depth and not self._stop.is_set():
+                    while not self._stop.is_set() and self._held >= self._depth:
+                        self._parked = self._depth == 0
                         self._changed.wait(TAKE_WAIT_S)
+                    self._parked = False
                 if self._stop.is_set():
                     return
                 frame = self._source.buffer.take(TAKE_WAIT_S)

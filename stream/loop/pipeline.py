@@ -256,11 +256,11 @@ class Pipeline:
         self._publish()
 
     def _set_depths(self) -> None:
-        """Look-ahead is off while a live stream runs: a file's faces are then found one frame at a time."""
+        """Look-ahead is off while a live stream runs: the finder parks and the loop finds a file's faces itself."""
         live = any(w.live for w in self._streams.values())
         for work in self._streams.values():
             if work.lookahead is not None:
-                work.lookahead.set_depth(1 if live else self.settings.pipeline.lookahead_frames)
+                work.lookahead.set_depth(0 if live else self.settings.pipeline.lookahead_frames)
 
     def _collect_frames(self) -> tuple[list[Frame], list[FoundFrame]]:
         """This iteration's frames to find faces in, and the frames found ahead whose crops join its batch."""
@@ -284,7 +284,7 @@ class Pipeline:
         live = any(w.live for w in self._streams.values())
         most = 1 if live else self.settings.pipeline.lookahead_frames
         for work in works:
-            if work.lookahead is not None:
+            if work.lookahead is not None and not (live and work.lookahead.idle):
                 found += work.lookahead.take(self.settings.pipeline.max_batch, most)
             elif (frame := work.source.buffer.take()) is not None:
                 frames.append(frame)
