@@ -5,7 +5,7 @@ Under overload (stream/overload.py) an iteration lasts at most a tracking period
 live crops encoded are those that fit in what is left of it, chosen round-robin across faces, and the frames of
 each live camera in between are thinned evenly by the iterations themselves.
 
-A file or an upload (never beside a live stream) has its faces found ahead on its own thread (stream/lookahead.py)
+A file or an upload (never beside a live stream) has its faces found ahead on its own thread (stream/loop/lookahead.py)
 and the crops of many of its frames encoded in one batch.
 
 The loop thread owns all of its state. Other threads post commands (`add_source`, `remove_source`, `stop`) and

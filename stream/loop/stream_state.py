@@ -23,7 +23,7 @@ class LoopStream:
     cropper: FaceCropper
     live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
     background: bool = False  # an upload: its frames wait for time the live streams leave (stream/overload.py)
-    lookahead: LookAhead | None = None  # a file's finder thread, which then owns the cropper (stream/lookahead.py)
+    lookahead: LookAhead | None = None  # a file's finder thread, which then owns the cropper (stream/loop/lookahead.py)
     tracks: tuple[Track, ...] = ()  # the tracks of the last frame processed (annotation, status line)
     interval_s: float | None = None  # a live stream's frame interval, from the frames it delivered
     fps_in: FpsMeter = field(default_factory=FpsMeter)
