@@ -1,7 +1,7 @@
 """Face finding ahead of the encoder for a file or an upload: one thread owns the stream's cropper, takes every
-frame from the source's buffer in order, finds and cuts its faces, and queues the frame with its crops, the track
-ids given up on before it and its tracks; the loop takes many found frames at once and encodes their crops in one
-batch while the thread finds the next ones.
+frame from the source's buffer in order, finds and cuts its faces (and resizes the crops for the model), and queues
+the frame with its crops, the track ids given up on before it and its tracks; the loop takes many found frames at
+once and encodes their crops in one batch while the thread finds the next ones.
 
 Bounded: the thread holds a slot for every frame it has taken until the loop has processed it, and there are
 `depth` slots (`pipeline.lookahead_frames`). While a live stream runs the depth is 0: the thread parks once the
@@ -14,7 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
 
 from stream.capture.sources import Source
 from stream.faces.cropper import FaceCrop, FaceCropper
@@ -33,16 +37,26 @@ class FoundFrame:
     evicted: tuple[int, ...]
     tracks: tuple[Track, ...]
     taken_at: float  # monotonic: when the finder took it from the buffer (the stream's input rate counts this)
+    resized: tuple[Tensor, ...] = ()  # its crops resized for the model, in order (none: the encoder resizes them)
+
+    @property
+    def images(self) -> list[np.ndarray | Tensor]:
+        """What the encoder takes for its crops: resized ones where the finder resized them."""
+        return list(self.resized) if self.resized else [c.image_bgr for c in self.crops]
 
 
 class LookAhead:
     """The finder thread of one stream and its bounded queue of found frames."""
 
-    def __init__(self, source: Source, cropper: FaceCropper, depth: int) -> None:
+    def __init__(
+        self, source: Source, cropper: FaceCropper, depth: int, resize: Callable[[np.ndarray], Tensor] | None = None
+    ) -> None:
+        """`resize`: what the encoder would do to each crop first, done here instead (CropEncoder.resized)."""
         if depth < 0:
             raise ValueError(f"look-ahead depth must be at least 0 frames, got {depth}")
         self._source = source
         self._cropper = cropper
+        self._resize = resize
         self._found: deque[FoundFrame] = deque()
         self._held = 0  # frames taken from the buffer and not yet released by the loop
         self._depth = depth
@@ -138,6 +152,7 @@ class LookAhead:
                     tuple(self._cropper.take_evicted()),
                     tuple(self._cropper.last_tracks),
                     taken_at,
+                    tuple(self._resize(c.image_bgr) for c in crops) if self._resize is not None else (),
                 )
                 with self._changed:
                     self._found.append(found)

@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
+from torch import Tensor
 
 from model.engines import Engine
 from model.spread import spread_of
@@ -87,6 +88,7 @@ class Pipeline:
         self._detector_factory = detector_factory
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         self._engine_name = engine.name
+        self._on_cpu = engine.device.type == "cpu"
         self._engine_rate = engine.choice.crops_per_s if engine.choice else None
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
@@ -242,7 +244,8 @@ class Pipeline:
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
         overload = OverloadMeter(self.settings.pipeline.overload_window_s)
         depth = self.settings.pipeline.lookahead_frames
-        ahead = LookAhead(source, cropper, depth) if depth > 0 and not source.live else None
+        resize = self._encoder.resized if self._on_cpu else None  # crops resized on the finder's thread
+        ahead = LookAhead(source, cropper, depth, resize) if depth > 0 and not source.live else None
         self._streams[source.stream_id] = LoopStream(
             source, cropper, live=source.live, background=source.spec.background, lookahead=ahead, overload=overload
         )
@@ -330,7 +333,8 @@ class Pipeline:
             self._evict(frame.stream_id, work.cropper.take_evicted())
         faces = [self._faces.see(c.frame, c.track.track_id, c.image_bgr) for c in crops]
         chosen = self._choose(crops, faces) if crops else []
-        images = [crops[i].image_bgr for i in chosen] + [c.image_bgr for x in found for c in x.crops]
+        images: list[np.ndarray | Tensor] = [crops[i].image_bgr for i in chosen]
+        images += [image for item in found for image in item.images]
         features, logits = self._encode(images)
         self._scoring.push(crops, faces, {index: row for row, index in enumerate(chosen)}, features, logits)
         self._events.extend(face.update() for face in {(f.stream_id, f.track_id): f for f in faces}.values())
@@ -350,7 +354,7 @@ class Pipeline:
             work = self._streams[frame.stream_id]
             self._annotate(work, frame, work.tracks, now)
 
-    def _encode(self, images: list[np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _encode(self, images: list[np.ndarray | Tensor]) -> tuple[np.ndarray | None, np.ndarray | None]:
         if not images:
             return None, None
         began = time.perf_counter()
