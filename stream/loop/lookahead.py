@@ -54,16 +54,13 @@ class LookAhead:
         cropper: FaceCropper,
         depth: int,
         resize: Callable[[np.ndarray], Tensor] | None = None,
-        encoder_idle: threading.Event | None = None,
     ) -> None:
-        """`resize`: what the encoder would do to each crop first, done here instead (CropEncoder.resized).
-        `encoder_idle`: set while the encoder is not running; a frame's finding starts only then (see `_run`)."""
+        """`resize`: what the encoder would do to each crop first, done here instead (CropEncoder.resized)."""
         if depth < 0:
             raise ValueError(f"look-ahead depth must be at least 0 frames, got {depth}")
         self._source = source
         self._cropper = cropper
         self._resize = resize
-        self._encoder_idle = encoder_idle
         self._found: deque[FoundFrame] = deque()
         self._held = 0  # frames taken from the buffer and not yet released by the loop
         self._depth = depth
@@ -152,11 +149,6 @@ class LookAhead:
                     continue
                 with self._changed:
                     self._held += 1
-                # The engine's threads take both cores and wait for each other: finding beside them slows both
-                # (measured: 2x per crop at 2 cores). Start a frame while the encoder is idle, between its calls.
-                while self._encoder_idle is not None and not self._encoder_idle.wait(TAKE_WAIT_S):
-                    if self._stop.is_set():
-                        return
                 crops = self._cropper.crops(frame)
                 found = FoundFrame(
                     frame,

@@ -89,8 +89,6 @@ class Pipeline:
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         self._engine_name = engine.name
         self._on_cpu = engine.device.type == "cpu"
-        self._encoder_idle = threading.Event()  # finders ahead start a frame only while it is set (lookahead.py)
-        self._encoder_idle.set()
         self._engine_rate = engine.choice.crops_per_s if engine.choice else None
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
@@ -247,7 +245,7 @@ class Pipeline:
         overload = OverloadMeter(self.settings.pipeline.overload_window_s)
         depth = self.settings.pipeline.lookahead_frames
         resize = self._encoder.resized if self._on_cpu else None  # crops resized on the finder's thread
-        ahead = LookAhead(source, cropper, depth, resize, self._encoder_idle) if depth > 0 and not source.live else None
+        ahead = LookAhead(source, cropper, depth, resize) if depth > 0 and not source.live else None
         self._streams[source.stream_id] = LoopStream(
             source, cropper, live=source.live, background=source.spec.background, lookahead=ahead, overload=overload
         )
@@ -359,11 +357,7 @@ class Pipeline:
         if not images:
             return None, None
         began = time.perf_counter()
-        self._encoder_idle.clear()
-        try:
-            features, logits = self._encoder.encode(images)
-        finally:
-            self._encoder_idle.set()
+        features, logits = self._encoder.encode(images)
         self._encoded_at = time.perf_counter()
         self._events.append(EncodedBatch(len(images), self._encoded_at - began))
         return features, logits
