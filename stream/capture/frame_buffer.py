@@ -35,9 +35,11 @@ class FrameBuffer:
             self._frames.append(frame)
             self._ready.notify_all()
 
-    def take(self) -> Frame | None:
-        """The next frame to process, or None when none is waiting (never blocks)."""
+    def take(self, wait_s: float = 0.0) -> Frame | None:
+        """The next frame to process, or None when none is waiting (after waiting up to `wait_s` for one)."""
         with self._ready:
+            if not self._frames and wait_s > 0 and not self._closed:
+                self._ready.wait(wait_s)
             if not self._frames:
                 return None
             if self._live:

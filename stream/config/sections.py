@@ -243,9 +243,13 @@ class TrackingSettings:
             raise ValueError(f"max_missed_frames must be at least 0, got {self.max_missed_frames}")
 
 
+MAX_LOOKAHEAD_FRAMES = 256  # each held 720p frame is 2.8 MB
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     max_batch: int = 16  # crops per encoder call
+    lookahead_frames: int = 32  # a file's faces found this many frames ahead of the encoder (0: frame by frame)
     max_wait_ms: float = 0.0  # wait for other live streams' frames to share a batch (0: never)
     annotate_fps: float = 4.0  # annotated frames per second per stream written to the store
     status_interval_s: float = 5.0  # seconds between status lines on stderr
@@ -269,6 +273,11 @@ class LoopSettings:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be at least 0, got {self.max_wait_ms}")
+        if not 0 <= self.lookahead_frames <= MAX_LOOKAHEAD_FRAMES:
+            raise ValueError(
+                f"lookahead_frames must be 0..{MAX_LOOKAHEAD_FRAMES} frames (0: no look-ahead), "
+                f"got {self.lookahead_frames}"
+            )
         if self.encode_budget_ms < 0:
             raise ValueError(f"encode_budget_ms must be at least 0 (0: derived), got {self.encode_budget_ms}")
         if self.min_track_fps <= 0:

@@ -12,7 +12,7 @@ import torch
 
 from model.engines import Engine
 from model.network import FrameOutputs, WindowMode
-from model.preprocess import Preprocessing, crops_to_batch
+from model.preprocess import Preprocessing, normalise, resize_crop
 from stream.loop.rings import RingWindow
 from stream.timing import StageTimer
 
@@ -64,13 +64,22 @@ class CropEncoder:
             return None
         return calls * full + part
 
-    def encode(self, images_bgr: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Features [N, D] and logits [N, 2] (None for architectures without per-frame logits), in input order."""
+    def resized(self, image_bgr: np.ndarray) -> torch.Tensor:
+        """A crop resized for the model ([3, S, S] uint8 on the CPU), to pass to `encode` in its place: a thread
+        that finds faces ahead does this while the encoder works. Only for an engine on the CPU."""
+        return resize_crop(image_bgr, self._preprocessing.input_size, "cpu")
+
+    def encode(self, images_bgr: Sequence[np.ndarray | torch.Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features [N, D] and logits [N, 2] (None for architectures without per-frame logits), in input order.
+        Each image is a crop (HxWx3 uint8 BGR) or the same crop already `resized`."""
         features, logits = [], []
         for start in range(0, len(images_bgr), self._max_batch):
             chunk = images_bgr[start : start + self._max_batch]
             began = time.perf_counter()
-            batch = crops_to_batch(list(chunk), self._preprocessing, self._engine.device)
+            size, device = self._preprocessing.input_size, self._engine.device
+            # As model.preprocess.crops_to_batch, with the crops resized ahead taken as they are.
+            resized = [c if isinstance(c, torch.Tensor) else resize_crop(c, size, device) for c in chunk]
+            batch = normalise(torch.stack(resized), self._preprocessing)
             mid = time.perf_counter()
             outputs = self._engine.encode(batch)
             self._timer.record("preprocess", mid - began)

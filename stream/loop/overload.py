@@ -37,10 +37,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from stream.capture.frame_buffer import FrameBuffer
 from stream.config import LoopSettings
 from stream.loop.upload_share import UploadShare
-from stream.records import Frame
 
 LEAD = 2  # while contended, a face is at most this many crops ahead of the face furthest behind ...
 CONTENTION_S = 1.0  # ... the encoder counts as contended this long after it last skipped a live crop ...
@@ -119,12 +117,9 @@ class BackgroundGate:
         self._background_at = -math.inf  # monotonic: the last upload iteration
         self.share = UploadShare(upload_share)
 
-    def owed_frames(self, buffers: Sequence[FrameBuffer]) -> list[Frame]:
-        """The uploads' next frames (one from each of their `buffers`) when they are owed this iteration for their
-        share of the loop; else none, and the loop goes on as it would."""
-        if not buffers or not self.share.owed():
-            return []
-        return [frame for buffer in buffers if (frame := buffer.take()) is not None]
+    def owed(self) -> bool:
+        """The uploads are owed this iteration for their share of the loop (their next frames, on their own)."""
+        return self.share.owed()
 
     def background_s_since(self, since: float | None) -> float:
         """Seconds the loop spent on upload iterations since monotonic `since` (a live stream's previous frame)."""

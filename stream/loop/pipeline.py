@@ -5,6 +5,9 @@ Under overload (stream/overload.py) an iteration lasts at most a tracking period
 live crops encoded are those that fit in what is left of it, chosen round-robin across faces, and the frames of
 each live camera in between are thinned evenly by the iterations themselves.
 
+A file or an upload (never beside a live stream) has its faces found ahead on its own thread (stream/loop/lookahead.py)
+and the crops of many of its frames encoded in one batch.
+
 The loop thread owns all of its state. Other threads post commands (`add_source`, `remove_source`, `stop`) and
 read the published snapshots (`health`, `faces`, `face_summaries`, `stage_timings`).
 """
@@ -14,9 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
+
+import numpy as np
+from torch import Tensor
 
 from model.engines import Engine
 from model.spread import spread_of
@@ -31,10 +37,12 @@ from stream.loop.ended import EndedHealth
 from stream.loop.evidence_clips import ClipRecorder
 from stream.loop.face_state import Face, FaceRegistry, RingShape
 from stream.loop.inbox import AddSource, Inbox, RemoveSource, Stop, answer
+from stream.loop.lookahead import FoundFrame, LookAhead
 from stream.loop.overload import ACTIVE_S, CONTENTION_S, BackgroundGate, OverloadMeter, crops_that_fit, round_robin
-from stream.loop.status_lines import StatusPrinter, engine_line, status_line
+from stream.loop.status_lines import StatusPrinter, engine_line
 from stream.loop.stream_state import LoopStream
 from stream.loop.verdicts import threshold_line, with_checkpoint
+from stream.loop.window_scoring import WindowScoring
 from stream.records import (
     AnnotatedFrame,
     EncodedBatch,
@@ -47,9 +55,8 @@ from stream.records import (
     StopReason,
     StreamHealth,
     StreamInfo,
-    StreamState,
+    Track,
     VerdictState,
-    WindowScore,
 )
 from stream.sinks.protocol import Sink, SinkFanout
 from stream.timing import StageTimer
@@ -82,6 +89,7 @@ class Pipeline:
         self._detector_factory = detector_factory
         self._encoder = CropEncoder(engine, loaded.preprocessing, settings.pipeline.max_batch, self.timer)
         self._engine_name = engine.name
+        self._on_cpu = engine.device.type == "cpu"
         self._engine_rate = engine.choice.crops_per_s if engine.choice else None
         # An uncalibrated model never gives a verdict, whatever the configuration says.
         policy = with_checkpoint(replace(settings.verdicts, calibrated=loaded.calibrated), loaded.threshold)
@@ -104,6 +112,9 @@ class Pipeline:
         self._streams: dict[str, LoopStream] = {}
         self._stopped_sources: list[Source] = []
         self._events: list[Event] = []
+        self._scoring = WindowScoring(
+            session_id, settings.model, self._encoder, self._clips, self.timer, self._streams, self._events
+        )
         self._ended_health = EndedHealth(settings.service.ended_keep_s)  # pruned after it
         self._last_health = 0.0
         self._last_status = time.monotonic()
@@ -162,18 +173,24 @@ class Pipeline:
                 if deadline is not None and time.monotonic() >= deadline:
                     self._stop_reason = StopReason.DURATION
                     break
-                frames = self._collect_frames()
-                if frames:
-                    self._process(frames)
+                frames, found = self._collect_frames()
+                busy = bool(frames or found)
+                if busy:
+                    self._process(frames, found)
+                    # Their slots are free only once no found frame is referenced here: the bound holds.
+                    taken = [item.frame.stream_id for item in found]
+                    frames, found = [], []
+                    for stream_id in taken:
+                        self._streams[stream_id].release_found()
                 # Every iteration: a busy live stream must not keep an ended file open (and reported).
                 self._end_finished_streams()
-                if not frames:
+                if not busy:
                     if not self._streams and not serve:
                         break
                     time.sleep(0.002)
                 self._report_periodically()
                 self._flush()
-                if frames:
+                if busy:
                     self._timed_iteration(time.perf_counter())
         finally:
             self.close()
@@ -227,30 +244,59 @@ class Pipeline:
         first_id = self._next_track_ids.get(source.stream_id, 1)
         cropper = build_cropper(source.stream_id, self.settings, self.timer, self._detector_factory, first_id)
         overload = OverloadMeter(self.settings.pipeline.overload_window_s)
+        depth = self.settings.pipeline.lookahead_frames
+        resize = self._encoder.resized if self._on_cpu else None  # crops resized on the finder's thread
+        ahead = LookAhead(source, cropper, depth, resize) if depth > 0 and not source.live else None
         self._streams[source.stream_id] = LoopStream(
-            source, cropper, live=source.live, background=source.spec.background, overload=overload
+            source, cropper, live=source.live, background=source.spec.background, lookahead=ahead, overload=overload
         )
         self._ended_health.pop(source.stream_id, None)
         self._events.append(StreamInfo(source.stream_id, source.spec.display, source.spec.kind))
         source.timer = self.timer
         source.start()
+        self._set_depths()
+        if ahead is not None:
+            ahead.start()
         self._publish()
 
-    def _collect_frames(self) -> list[Frame]:
-        if owed := self._gate.owed_frames([w.source.buffer for w in self._streams.values() if w.background]):
-            return owed  # an iteration of their own for the uploads' share of the loop (stream/loop/upload_share.py)
+    def _set_depths(self) -> None:
+        """Look-ahead is off while a live stream runs: the finder parks and the loop finds a file's faces itself."""
+        live = any(w.live for w in self._streams.values())
+        for work in self._streams.values():
+            if work.lookahead is not None:
+                work.lookahead.set_depth(0 if live else self.settings.pipeline.lookahead_frames)
+
+    def _collect_frames(self) -> tuple[list[Frame], list[FoundFrame]]:
+        """This iteration's frames to find faces in, and the frames found ahead whose crops join its batch."""
+        background = [w for w in self._streams.values() if w.background]
+        if background and self._gate.owed():  # an iteration of their own for the uploads' share (upload_share.py)
+            owed, owed_found = self._take(background)
+            if owed or owed_found:
+                return owed, owed_found
         foreground = {sid: w for sid, w in self._streams.items() if not w.background}
-        frames = [f for w in foreground.values() if (f := w.source.buffer.take()) is not None]
+        frames, found = self._take(foreground.values())
         if frames and self.settings.pipeline.max_wait_ms > 0 and len(frames) < len(foreground):
             # Give the other live streams a moment, so their crops share this batch.
             time.sleep(self.settings.pipeline.max_wait_ms / 1000)
             have = {f.stream_id for f in frames}
-            frames += [
-                f for sid, w in foreground.items() if sid not in have and (f := w.source.buffer.take()) is not None
-            ]
+            late = [w for sid, w in foreground.items() if sid not in have and w.lookahead is None]  # none found ahead
+            frames += [f for w in late if (f := w.source.buffer.take()) is not None]
         if len(foreground) < len(self._streams) and self._background_may_run(frames):
-            frames += [f for w in self._streams.values() if w.background and (f := w.source.buffer.take()) is not None]
-        return frames
+            more, more_found = self._take(w for w in self._streams.values() if w.background)
+            frames, found = frames + more, found + more_found
+        return frames, found
+
+    def _take(self, works: Iterable[LoopStream]) -> tuple[list[Frame], list[FoundFrame]]:
+        frames: list[Frame] = []
+        found: list[FoundFrame] = []
+        live = any(w.live for w in self._streams.values())
+        most = 1 if live else self.settings.pipeline.lookahead_frames
+        for work in works:
+            if work.lookahead is not None and not (live and work.lookahead.idle):
+                found += work.lookahead.take(self.settings.pipeline.max_batch, most)
+            elif (frame := work.source.buffer.take()) is not None:
+                frames.append(frame)
+        return frames, found
 
     def _background_may_run(self, frames: list[Frame]) -> bool:
         """Uploads' frames join this iteration when no live stream runs; beside live streams, only in an iteration
@@ -269,11 +315,14 @@ class Pipeline:
         if self._iteration_live is not None:
             self._gate.took(self._iteration_live, ended - self._began)
 
-    def _process(self, frames: list[Frame]) -> None:
+    def _process(self, frames: list[Frame], found: list[FoundFrame]) -> None:
+        """Find the faces of `frames` (streams without look-ahead), encode their crops and those of the `found`
+        frames in one batch, then push and score frame by frame: `frames` together, as before, then each found one
+        (its evictions first, its due windows scored right after its push)."""
         self._began = time.perf_counter()
         min_track_fps = self.settings.pipeline.min_track_fps
         crops: list[FaceCrop] = []
-        kinds = [self._streams[frame.stream_id] for frame in frames]
+        kinds = [self._streams[f.stream_id] for f in frames] + [self._streams[x.frame.stream_id] for x in found]
         live, background = any(w.live for w in kinds), all(w.background for w in kinds)
         first = any(w.frames_processed == 0 for w in kinds)  # a stream's first frame pays for warming up: not timed
         self._iteration_live = None if first else (True if live else (False if background else None))
@@ -284,45 +333,40 @@ class Pipeline:
                 work.note_interval(frame)
                 work.count_thinned(frame, min_track_fps, self._gate)
             crops.extend(work.cropper.crops(frame))
+            work.tracks = tuple(work.cropper.last_tracks)
             # Before this frame's faces are encoded, so a face's gone-update precedes a newcomer's first one.
             self._evict(frame.stream_id, work.cropper.take_evicted())
-        touched = self._encode_and_score(crops) if crops else []
-        self._events.extend(face.update() for face in touched)
-        now = time.time()
-        for frame in frames:
-            self._annotate(self._streams[frame.stream_id], frame, now)
-
-    def _encode_and_score(self, crops: list[FaceCrop]) -> list[Face]:
-        """Encode the crops the budget allows (every file crop; live ones round-robin), push each into its face's
-        ring, count the others skipped, score the faces whose window is due; the faces touched, in crop order."""
         faces = [self._faces.see(c.frame, c.track.track_id, c.image_bgr) for c in crops]
-        chosen = self._choose(crops, faces)
+        chosen = self._choose(crops, faces) if crops else []
+        images: list[np.ndarray | Tensor] = [crops[i].image_bgr for i in chosen]
+        images += [image for item in found for image in item.images]
+        features, logits = self._encode(images)
+        self._scoring.push(crops, faces, {index: row for row, index in enumerate(chosen)}, features, logits)
+        self._events.extend(face.update() for face in {(f.stream_id, f.track_id): f for f in faces}.values())
+        row = len(chosen)
+        now = time.time()
+        for item in found:  # as if each had an iteration of its own
+            work = self._streams[item.frame.stream_id]
+            work.took_frame(item.taken_at)
+            self._evict(item.frame.stream_id, list(item.evicted))
+            seen = [self._faces.see(c.frame, c.track.track_id, c.image_bgr) for c in item.crops]
+            self._scoring.push(list(item.crops), seen, {i: row + i for i in range(len(seen))}, features, logits)
+            self._events.extend(face.update() for face in {(f.stream_id, f.track_id): f for f in seen}.values())
+            row += len(seen)
+            work.tracks = item.tracks
+            self._annotate(work, item.frame, work.tracks, now)
+        for frame in frames:
+            work = self._streams[frame.stream_id]
+            self._annotate(work, frame, work.tracks, now)
+
+    def _encode(self, images: list[np.ndarray | Tensor]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if not images:
+            return None, None
         began = time.perf_counter()
-        features, logits = self._encoder.encode([crops[i].image_bgr for i in chosen]) if chosen else (None, None)
+        features, logits = self._encoder.encode(images)
         self._encoded_at = time.perf_counter()
-        if chosen:
-            self._events.append(EncodedBatch(len(chosen), self._encoded_at - began))
-        window, stride = self.settings.model.window, self.settings.model.stride
-        rows = {index: row for row, index in enumerate(chosen)}
-        due: list[tuple[FaceCrop, Face]] = []
-        for index, (crop, face) in enumerate(zip(crops, faces, strict=True)):
-            work = self._streams[crop.frame.stream_id]
-            row = rows.get(index)
-            if row is None:
-                face.skip_crop(crop.frame)
-                work.crops_skipped += 1
-                continue
-            assert features is not None
-            face.add_crop(crop.frame, crop.image_bgr, features[row], None if logits is None else logits[row])
-            work.crops_encoded += 1
-            if (finished := face.feed_clip(crop.image_bgr)) is not None:
-                self._events.append(finished)
-            if face.window_due(window, stride):
-                due.append((crop, face))
-        if due:
-            self._score(due)
-        touched = {(face.stream_id, face.track_id): face for face in faces}
-        return list(touched.values())
+        self._events.append(EncodedBatch(len(images), self._encoded_at - began))
+        return features, logits
 
     def _choose(self, crops: list[FaceCrop], faces: list[Face]) -> list[int]:
         """The crops to encode this iteration, in crop order: every file crop, and the live crops that fit in the
@@ -369,38 +413,6 @@ class Pipeline:
         spent = time.perf_counter() - self._began
         return 1.0 / self.settings.pipeline.min_track_fps - spent - self._tail_s
 
-    def _score(self, due: list[tuple[FaceCrop, Face]]) -> None:
-        window = self.settings.model.window
-        p_fakes = self._encoder.score([face.ring.window(window) for _, face in due], self.settings.model.window_mode)
-        t_scored = time.time()
-        for (crop, face), p_fake in zip(due, p_fakes, strict=True):
-            frame = crop.frame
-            self._events.append(
-                WindowScore(
-                    self.session_id,
-                    frame.stream_id,
-                    face.track_id,
-                    frame.index,
-                    frame.t_media,
-                    window,
-                    p_fake,
-                    frame.t_capture,
-                    t_scored,
-                )
-            )
-            self.timer.record("latency", t_scored - frame.t_capture)
-            self._streams[frame.stream_id].scored_window()
-            update = face.add_score(p_fake, t_scored)
-            if update.changed:
-                self._events.append(update.verdict)
-            if update.alert is not None:
-                alert = replace(update.alert, t_media=frame.t_media)
-                self._events.append(alert)
-                if self._clips is not None:
-                    if face.clip is not None:
-                        self._events.append(face.finish_clip())
-                    face.clip = self._clips.start(alert, face.ring.thumbnails())
-
     def _evict(self, stream_id: str, track_ids: list[int]) -> None:
         for track_id in track_ids:
             face = self._faces.evict(stream_id, track_id)
@@ -410,12 +422,12 @@ class Pipeline:
                 self._events.append(finished)
             self._events.append(face.update())
 
-    def _annotate(self, work: LoopStream, frame: Frame, now: float) -> None:
+    def _annotate(self, work: LoopStream, frame: Frame, tracks: tuple[Track, ...], now: float) -> None:
         if now - work.last_annotated < 1.0 / self.settings.pipeline.annotate_fps:
             return
         began = time.perf_counter()
         labels = []
-        for track in work.cropper.last_tracks:
+        for track in tracks:
             face = self._faces.get(frame.stream_id, track.track_id)
             verdict = face.verdict if face else VerdictState.UNSURE
             labels.append(FaceLabel(track.track_id, track.box, verdict, face.rolling_p_fake if face else None))
@@ -424,32 +436,27 @@ class Pipeline:
         self.timer.record("annotate", time.perf_counter() - began)
 
     def _end_finished_streams(self) -> None:
-        for stream_id in [sid for sid, work in self._streams.items() if work.source.finished]:
+        for stream_id in [sid for sid, work in self._streams.items() if work.finished]:
             self._close_stream(stream_id)
 
     def _close_stream(self, stream_id: str, stopped_by: StopReason | None = None) -> None:
         """Forget a stream whose source ended, or that was stopped (`stopped_by`): its faces go, its last health
         stays."""
         work = self._streams.pop(stream_id)
-        self._evict(stream_id, work.cropper.evict_all())
-        self._next_track_ids[stream_id] = work.cropper.next_track_id
-        work.cropper.close()
+        if work.lookahead is None or work.lookahead.stop(SOURCE_JOIN_S):  # the cropper is the loop's again
+            self._evict(stream_id, work.cropper.evict_all())
+            self._next_track_ids[stream_id] = work.cropper.next_track_id
+            work.cropper.close()
+        else:  # a finder stuck past the join: leave its cropper alone, forget its faces here
+            log.warning("face finding of %s did not stop within %.0f s", stream_id, SOURCE_JOIN_S)
+            self._evict(stream_id, [face.track_id for face in self._faces.live() if face.stream_id == stream_id])
         self._stopped_sources.append(work.source)
-        state, reason = self._final_state(work.source, stopped_by)
+        self._set_depths()
+        state, reason = work.final_state(stopped_by)
         final = replace(work.final_health(), state=state, stop_reason=reason)
         self._ended_health[stream_id] = final
         self._events.append(final)
         self._publish()
-
-    @staticmethod
-    def _final_state(source: Source, stopped_by: StopReason | None) -> tuple[StreamState, StopReason | None]:
-        """How a closed stream ended: a file or upload stopped before its end was interrupted, by `stopped_by`. Its
-        capture thread may still be unwinding, so this does not wait for it."""
-        if source.state in (StreamState.FAILED, StreamState.TRUNCATED, StreamState.LOST):
-            return source.state, None
-        if stopped_by is not None and source.stopped_early:
-            return StreamState.INTERRUPTED, stopped_by
-        return StreamState.ENDED, None
 
     def _report_periodically(self) -> None:
         now = time.monotonic()
@@ -470,18 +477,7 @@ class Pipeline:
         return [engine, self._threshold_line, *self._stream_lines()]
 
     def _stream_lines(self) -> list[str]:
-        return [
-            status_line(
-                work.health(),
-                work.source.spec.kind,
-                work.source.spec.live,
-                len(work.cropper.last_tracks),
-                work.frames_processed,
-                work.source.expected_frames,
-                self.settings.pipeline,
-            )
-            for work in self._streams.values()
-        ]
+        return [work.status_line(self.settings.pipeline) for work in self._streams.values()]
 
     def _publish(self) -> None:
         live = {sid: work.health() for sid, work in self._streams.items()}
@@ -491,7 +487,8 @@ class Pipeline:
 
     def _flush(self) -> None:
         if self._events:
-            events, self._events = self._events, []
+            events = list(self._events)
+            self._events.clear()  # the same list: the window scoring appends to it
             began = time.perf_counter()
             self._sinks.send(events)
             self.timer.record("store", time.perf_counter() - began)

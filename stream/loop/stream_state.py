@@ -6,10 +6,13 @@ import time
 from dataclasses import dataclass, field, replace
 
 from stream.capture.sources import Source
+from stream.config import LoopSettings
 from stream.faces.cropper import FaceCropper
+from stream.loop.lookahead import LookAhead
 from stream.loop.overload import BackgroundGate, OverloadMeter, thinned_of
+from stream.loop.status_lines import status_line
 from stream.loop.upload_share import yielded_of
-from stream.records import Frame, StreamHealth, StreamState
+from stream.records import Frame, StopReason, StreamHealth, StreamState, Track
 from stream.timing import FpsMeter, span_rate
 
 
@@ -21,6 +24,8 @@ class LoopStream:
     cropper: FaceCropper
     live: bool = False  # files replayed as fast as possible are never thinned or skipped: they wait
     background: bool = False  # an upload: its frames wait for time the live streams leave (stream/overload.py)
+    lookahead: LookAhead | None = None  # a file's finder thread, which then owns the cropper (stream/loop/lookahead.py)
+    tracks: tuple[Track, ...] = ()  # the tracks of the last frame processed (annotation, status line)
     interval_s: float | None = None  # a live stream's frame interval, from the frames it delivered
     fps_in: FpsMeter = field(default_factory=FpsMeter)
     fps_scored: FpsMeter = field(default_factory=FpsMeter)
@@ -37,13 +42,41 @@ class LoopStream:
     last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
     overload: OverloadMeter = field(default_factory=OverloadMeter)  # pipeline.overload_window_s
 
-    def took_frame(self) -> None:
-        now = time.monotonic()
+    def took_frame(self, at: float | None = None) -> None:
+        """The loop took a frame (`at`: when, monotonic; a frame found ahead was taken when the finder took it)."""
+        now = time.monotonic() if at is None else at
         self.fps_in.tick(now)
         self.frames_processed += 1
         if self.first_frame_at is None:
             self.first_frame_at = now
         self.previous_frame_at, self.last_frame_at = self.last_frame_at, now
+
+    @property
+    def finished(self) -> bool:
+        """No frame will come: the source has ended and every frame found ahead was processed."""
+        return self.source.finished and (self.lookahead is None or self.lookahead.drained)
+
+    def release_found(self) -> None:
+        """One frame found ahead was processed: its slot is free for the finder."""
+        if self.lookahead is not None:
+            self.lookahead.release(1)
+
+    def final_state(self, stopped_by: StopReason | None) -> tuple[StreamState, StopReason | None]:
+        """How the stream ended once closed: a file or upload stopped before its end (frames still in its buffer or
+        found ahead but not processed) was interrupted, by `stopped_by`. Its capture thread may still be unwinding,
+        so this does not wait for it."""
+        if self.source.state in (StreamState.FAILED, StreamState.TRUNCATED, StreamState.LOST):
+            return self.source.state, None
+        unprocessed = self.lookahead.unprocessed if self.lookahead is not None else 0
+        if stopped_by is not None and (self.source.stopped_early or unprocessed):
+            return StreamState.INTERRUPTED, stopped_by
+        return StreamState.ENDED, None
+
+    def status_line(self, settings: LoopSettings) -> str:
+        """This stream's status line (stream/status_lines.py)."""
+        spec = self.source.spec
+        done, expected = self.frames_processed, self.source.expected_frames
+        return status_line(self.health(), spec.kind, spec.live, len(self.tracks), done, expected, settings)
 
     def scored_window(self) -> None:
         self.fps_scored.tick()
