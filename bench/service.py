@@ -367,6 +367,8 @@ def bench_settings(args: argparse.Namespace, folder: Path) -> Settings:
         "store.db": str(folder / "service.db"),
         "service.port": 0,
     }
+    if getattr(args, "upload_share", None) is not None:
+        overrides["pipeline.upload_share"] = args.upload_share
     return with_overrides(Settings(), overrides, "bench")
 
 
@@ -450,6 +452,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=40, help="--only caps: requests of each kind per phase")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the share rows (--only share)")
+    parser.add_argument("--upload-share", type=float, help="pipeline.upload_share (default: the config's)")
     args = parser.parse_args()
     if args.repeats < 1 or args.seconds <= 0 or args.warmup < 0 or args.clip_seconds < 1 or args.rounds < 1:
         parser.error("--repeats, --seconds, --clip-seconds and --rounds must be positive, --warmup not negative")

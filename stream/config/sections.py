@@ -259,7 +259,7 @@ class LoopSettings:
     encode_budget_ms: float = 0.0  # live crops' encode time per iteration (0: what the rest leaves of 1/min_track_fps)
     overload_share: float = 0.2  # "overloaded" once more than this share of frames is thinned or of crops skipped ...
     overload_window_s: float = 10.0  # ... over this many seconds
-    upload_share: float = 0.4  # beside live cameras a running upload gets at least this share of the loop's time
+    upload_share: float = 0.5  # beside live cameras a running upload gets at least this share of the loop's time
 
     def __post_init__(self) -> None:
         if not 0.0 < self.overload_share <= 1.0:
