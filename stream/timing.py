@@ -24,6 +24,10 @@ class FpsMeter:
         self._first: float | None = None  # the first event: where the meter's age starts, not itself counted
         self._stamps: deque[float] = deque()
 
+    @property
+    def window_s(self) -> float:
+        return self._window_s
+
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         if self._first is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -132,6 +133,20 @@ def test_windows_scored_are_counted_per_face_beside_the_frames_in() -> None:
     two = replace(health(), fps_in=37.0, fps_scored=64.1)
     assert ": in 37.0 fps, scored 32.0 windows/s per face (2 faces), " in status_line(two, "rtsp", True, 2, 10, None)
     assert ", scored 64.1 windows/s per face (1 face), " in status_line(two, "rtsp", True, 1, 10, None)
+    # Right after one of the two leaves, the rate still holds both faces' scores: shared by the faces scored lately.
+    left = status_line(two, "rtsp", True, 1, 10, None, faces_scored=2)
+    assert ", scored 32.0 windows/s per face (2 faces), " in left, left
+    assert ", scored 32.0 windows/s per face (2 faces), " in status_line(two, "rtsp", True, 0, 10, None, faces_scored=2)
+
+
+def test_a_stream_counts_the_faces_scored_over_its_rate_window() -> None:
+    from stream.loop.stream_state import LoopStream  # the loop's modules load the face finder: only here
+
+    stream = LoopStream(source=None, cropper=None)  # type: ignore[arg-type]  # neither is used by the tally
+    stream.scored_window(1)
+    stream.scored_window(2)
+    assert stream.faces_scored_lately() == 2
+    assert stream.faces_scored_lately(time.monotonic() + stream.fps_scored.window_s + 0.1) == 0  # both forgotten
 
 
 def test_the_overload_banner_needs_more_than_a_fifth_thinned_or_skipped_over_the_last_10_s() -> None:

@@ -29,8 +29,10 @@ def status_line(
     frames_done: int,
     expected_frames: int | None,
     settings: LoopSettings | None = None,
+    faces_scored: int | None = None,
 ) -> str:
-    """`settings`: the overload banner's share and window (the defaults when None)."""
+    """`settings`: the overload banner's share and window (the defaults when None); `faces_scored`: the faces with a
+    window score over the scored rate's seconds (`windows_rate`)."""
     progress = ""
     if expected_frames:
         done = min(1.0, frames_done / expected_frames)
@@ -39,17 +41,20 @@ def status_line(
         progress = f" [{bar}] {100 * done:.0f}% (frame {frames_done}/{expected_frames})"
     return (
         f"{health.stream_id} [{source_label(health.state, kind, live)}]: in {health.fps_in:.1f} fps, "
-        f"scored {windows_rate(health.fps_scored, faces)}, {health.frames_dropped} dropped"
+        f"scored {windows_rate(health.fps_scored, faces, faces_scored)}, {health.frames_dropped} dropped"
         f"{overload_text(health)}{overload_banner(health, settings or LoopSettings())}{progress}"
     )
 
 
-def windows_rate(fps_scored: float, faces: int) -> str:
-    """`14.0 windows/s per face (2 faces)`: the stream's window scores a second shared by the faces in view now, so it
-    reads beside the frames in (`fps_scored` counts every face's scores together)."""
-    if faces < 1:
+def windows_rate(fps_scored: float, faces: int, faces_scored: int | None = None) -> str:
+    """`14.0 windows/s per face (2 faces)`: the stream's window scores a second shared by the faces that were scored
+    over the same seconds (`faces_scored`; else the faces in view now), so it reads beside the frames in
+    (`fps_scored` counts every face's scores together; right after a face leaves, the faces in view now would
+    overstate each one's rate)."""
+    shared_by = faces_scored if faces_scored else faces
+    if shared_by < 1:
         return f"{fps_scored:.1f} windows/s (no face now)"
-    return f"{fps_scored / faces:.1f} windows/s per face ({faces} face{'s' if faces != 1 else ''})"
+    return f"{fps_scored / shared_by:.1f} windows/s per face ({shared_by} face{'s' if shared_by != 1 else ''})"
 
 
 def overload_text(health: StreamHealth) -> str:

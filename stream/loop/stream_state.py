@@ -15,6 +15,8 @@ from stream.loop.upload_share import yielded_of
 from stream.records import Frame, StopReason, StreamHealth, StreamState, Track
 from stream.timing import FpsMeter, span_rate
 
+SCORED_FACES_KEPT = 64  # past this many faces remembered, the ones scored before the rate's window are forgotten
+
 
 @dataclass
 class LoopStream:
@@ -41,6 +43,7 @@ class LoopStream:
     last_annotated: float = 0.0
     last_processed: tuple[int, float] | None = None  # a live stream's last frame processed: index, capture time
     overload: OverloadMeter = field(default_factory=OverloadMeter)  # pipeline.overload_window_s
+    _scored_at: dict[int, float] = field(default_factory=dict)  # track id -> its latest window score (monotonic)
 
     def took_frame(self, at: float | None = None) -> None:
         """The loop took a frame (`at`: when, monotonic; a frame found ahead was taken when the finder took it)."""
@@ -76,11 +79,23 @@ class LoopStream:
         """This stream's status line (stream/status_lines.py)."""
         spec = self.source.spec
         done, expected = self.frames_processed, self.source.expected_frames
-        return status_line(self.health(), spec.kind, spec.live, len(self.tracks), done, expected, settings)
+        faces, scored = len(self.tracks), self.faces_scored_lately()
+        return status_line(self.health(), spec.kind, spec.live, faces, done, expected, settings, scored)
 
-    def scored_window(self) -> None:
-        self.fps_scored.tick()
+    def scored_window(self, track_id: int) -> None:
+        now = time.monotonic()
+        self.fps_scored.tick(now)
         self.windows_scored += 1
+        self._scored_at[track_id] = now
+        if len(self._scored_at) > SCORED_FACES_KEPT:
+            self.faces_scored_lately(now)
+
+    def faces_scored_lately(self, now: float | None = None) -> int:
+        """The faces with a window score over the scored-rate meter's last seconds: what that rate is shared by
+        (faces in view now would overstate it right after one leaves)."""
+        cutoff = (time.monotonic() if now is None else now) - self.fps_scored.window_s
+        self._scored_at = {track: at for track, at in self._scored_at.items() if at >= cutoff}
+        return len(self._scored_at)
 
     def health(self) -> StreamHealth:
         """Now: rates over the meters' last few seconds. A source that has ended (a file read to its end, a

@@ -88,7 +88,7 @@ class WindowScoring:
                 )
             )
             self._timer.record("latency", t_scored - frame.t_capture)
-            self._streams[frame.stream_id].scored_window()
+            self._streams[frame.stream_id].scored_window(face.track_id)
             update = face.add_score(p_fake, t_scored)
             if update.changed:
                 self._events.append(update.verdict)
