@@ -13,12 +13,10 @@ and its session is DELETEd after each (not timed). Goal: p95 ≤ 200 ms under lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -30,6 +28,7 @@ from model.cpu import cpu_description
 from stream.config import Settings, with_overrides
 from stream.detector import Detector, engine_label
 from stream.service.app import Service, default_extensions
+from tests.netns import silent_port
 
 GOAL_MS = 200.0
 QUEUED = 20
@@ -43,31 +42,6 @@ class CapsBenchError(Exception):
 def default_pool_workers() -> int:
     """asyncio's default executor: a ThreadPoolExecutor with min(32, cpu + 4) workers."""
     return min(32, (os.cpu_count() or 1) + 4)
-
-
-@contextlib.contextmanager
-def silent_port() -> Iterator[int]:
-    """A TCP port that accepts every connection and never answers; its port."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=128)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, name="silent-port", daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for connection in held:
-            connection.close()
-        server.close()
 
 
 def whip_offer() -> str:

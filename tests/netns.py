@@ -43,8 +43,10 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +163,31 @@ def require_private_network() -> None:
 
 
 @functools.cache
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts every connection and never answers (a camera that hangs); its port."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=128)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, name="silent-port", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in held:
+            connection.close()
+        server.close()
+
+
 def rtsp_server_missing() -> str | None:
     """Why the GStreamer RTSP server cannot run here, or None when it can."""
     if not SYSTEM_PYTHON.exists():

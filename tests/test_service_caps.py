@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from stream.service.schemas import ApiError
 from stream.service.uploads import Pace
 from stream.store import open_reader
 from tests import media
-from tests.netns import private_network
+from tests.netns import private_network, silent_port
 from tests.test_service_api import one_line_problem, serving, wait_for
 from tests.test_service_uploads import OCTET
 from tests.test_whip import offer
@@ -34,31 +33,6 @@ HANG_S = 20.0  # sources.open_timeout_s while opens hang: every check below happ
 def private_netns() -> Iterator[None]:
     with private_network():
         yield
-
-
-@contextlib.contextmanager
-def silent_port() -> Iterator[int]:
-    """A TCP port that accepts every connection and never answers (a camera that hangs); its port."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, name="silent-port", daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for connection in held:
-            connection.close()
-        server.close()
 
 
 def over_cap(response: httpx.Response, key: str) -> str:
