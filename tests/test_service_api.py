@@ -35,7 +35,7 @@ from tests import media
 from tests.helpers import PIN_ENGINE
 from tests.netns import private_network, rtsp_server
 from tests.pipeline_run import detector_settings
-from tests.test_store import schema_of
+from tests.test_store_schema import schema_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"
